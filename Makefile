@@ -1,0 +1,113 @@
+# ravelin - anti-spam SMTP proxy.
+#
+#   make               build build/ravelin and build/ravelinctl
+#   make deps          install build and test dependencies (Debian 12, apt-get)
+#   make check         build and run unit and end-to-end tests
+#   make check-san     the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench         benchmarks (prints figures)
+#   make fuzz          libFuzzer targets (clang)
+#   make install       PREFIX=/usr/local DESTDIR=
+#   make run           demo: ravelin in front of a local smtp-sink, one message through it
+
+PREFIX   ?= /usr/local
+SBINDIR  ?= $(PREFIX)/sbin
+MANDIR   ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR  ?=
+
+SAN      ?=
+ifeq ($(SAN),1)
+BUILD    ?= build-san
+SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT       = -O1
+else
+BUILD    ?= build
+SANFLAGS  =
+OPT       = -O2
+endif
+
+PKGS     = libevent libevent_pthreads libevent_openssl openssl libpcre2-8 \
+           opendkim milter hiredis libunbound libpsl
+CC       ?= cc
+CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread $(SANFLAGS)
+LDFLAGS  += -pthread $(SANFLAGS)
+LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lspf2 -lopendmarc -lcrypt -lpthread
+TESTLIBS  = $(shell pkg-config --libs cmocka)
+
+MAINS    = src/main.c src/ravelinctl.c
+LIBSRC   = $(filter-out $(MAINS),$(sort $(wildcard src/*.c)))
+LIBOBJ   = $(LIBSRC:src/%.c=$(BUILD)/obj/%.o)
+UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
+UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOLSRC  = $(sort $(wildcard tests/tools/*.c))
+TOOLBIN  = $(TOOLSRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+.PHONY: all deps check check-san check-valgrind unit e2e bench fuzz install run clean format
+
+all: $(BUILD)/ravelin $(BUILD)/ravelinctl
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/tools:
+	mkdir -p $@
+
+$(BUILD)/libravelin.a: $(LIBOBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/ravelin: $(BUILD)/obj/main.o $(BUILD)/libravelin.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/ravelinctl: $(BUILD)/obj/ravelinctl.o $(BUILD)/libravelin.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libravelin.a $(wildcard include/*.h) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libravelin.a $(TESTLIBS) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libravelin.a $(wildcard include/*.h) | $(BUILD)/tools
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libravelin.a $(LDLIBS)
+
+deps:
+	sh tests/deps.sh
+
+check: all $(UNITBIN) $(TOOLBIN)
+	BUILD=$(BUILD) sh tests/run.sh
+
+check-san:
+	$(MAKE) SAN=1 check
+
+check-valgrind: all $(UNITBIN) $(TOOLBIN)
+	BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh
+
+unit: $(UNITBIN)
+	BUILD=$(BUILD) ONLY=unit sh tests/run.sh
+
+e2e: all $(TOOLBIN)
+	BUILD=$(BUILD) ONLY=e2e sh tests/run.sh
+
+bench: all
+	BUILD=$(BUILD) sh tests/bench/run.sh
+
+fuzz:
+	$(MAKE) -f tests/fuzz/Makefile
+
+run: all
+	sh tests/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(SYSCONFDIR)/ravelin/rules
+	install -m 0755 $(BUILD)/ravelin $(BUILD)/ravelinctl $(DESTDIR)$(SBINDIR)/
+	install -m 0644 doc/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 etc/ravelin.conf $(DESTDIR)$(SYSCONFDIR)/ravelin/ravelin.conf.sample
+	[ -z "$$(ls rules/*.rules 2>/dev/null)" ] || install -m 0644 rules/*.rules $(DESTDIR)$(SYSCONFDIR)/ravelin/rules/
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c
+
+clean:
+	rm -rf build build-san

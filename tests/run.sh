@@ -1,0 +1,53 @@
+#!/bin/sh
+# run.sh - run ravelin's unit tests (cmocka) and end-to-end tests (pytest)
+# and print one summary line "N passed, N failed".
+#   BUILD=build|build-san   ONLY=unit|e2e   VALGRIND=1   PYTEST_ARGS=...
+BUILD=${BUILD:-build}
+export RAVELIN_BUILD="$PWD/$BUILD"
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+if [ -n "$VALGRIND" ]; then
+	export RAVELIN_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+fi
+case "$BUILD" in *san*)
+	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=98"
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=98"
+	export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0";;
+esac
+
+if [ "$ONLY" != e2e ]; then
+	for t in "$BUILD"/tests/test_*; do
+		[ -x "$t" ] || continue
+		echo "== unit: $t"
+		if [ -n "$VALGRIND" ]; then
+			$RAVELIN_WRAPPER "$t" >"$log" 2>&1
+		else
+			"$t" >"$log" 2>&1
+		fi
+		rc=$?
+		cat "$log"
+		p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+		f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+		p=${p:-0}; f=${f:-0}
+		if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
+		passed=$((passed + p)); failed=$((failed + f))
+	done
+fi
+
+if [ "$ONLY" != unit ]; then
+	echo "== e2e: pytest tests/e2e"
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e $PYTEST_ARGS 2>&1 | tee "$log"
+	line=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|^(=+ )?[0-9]+ .* in [0-9.]+s' "$log" | tail -1)
+	p=$(echo "$line" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+	f=$(echo "$line" | sed -n 's/.*\b\([0-9][0-9]*\) failed.*/\1/p')
+	e=$(echo "$line" | sed -n 's/.*\b\([0-9][0-9]*\) error.*/\1/p')
+	p=${p:-0}; f=${f:-0}; e=${e:-0}
+	if [ -z "$line" ]; then f=$((f + 1)); fi
+	passed=$((passed + p)); failed=$((failed + f + e))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
