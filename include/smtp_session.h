@@ -1,0 +1,119 @@
+/*
+ * smtp_session.h - the server side of one SMTP connection: state, the
+ * transaction, and the facts the policy engine reads.
+ */
+#ifndef RAVELIN_SMTP_SESSION_H
+#define RAVELIN_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <time.h>
+
+#include "policy.h"
+#include "smtp_parse.h"
+
+struct worker;
+struct config;
+struct server_listener;
+struct bufferevent;
+struct event;
+struct backend;
+struct msg_parser;
+struct policy_state;
+
+enum smtp_state {
+	SS_PROXY,       /* waiting for the PROXY protocol header */
+	SS_GREETING,    /* pregreet wait / connect policy before the banner */
+	SS_CMD,         /* reading commands */
+	SS_DATA,        /* reading the message */
+	SS_AUTH,        /* reading an AUTH continuation line */
+	SS_TLS,         /* STARTTLS handshake under way */
+	SS_CLOSING,     /* flushing the last reply, then close */
+};
+
+struct smtp_rcpt {
+	char *addr;             /* local@domain as parsed */
+	char *domain;
+	char *arg;              /* the RCPT argument as forwarded ("TO:<...> params") */
+};
+
+struct smtp_txn {
+	struct smtp_path mail;  /* MAIL FROM: parsed, with params */
+	char *mail_arg;         /* MAIL argument as forwarded */
+	struct smtp_rcpt *rcpts;    /* accepted by us and by the backend */
+	size_t nrcpts;
+	unsigned rcpt_attempts;
+	struct smtp_path rcpt;  /* the RCPT being decided (rcpt stage facts) */
+	char *pending_rcpt_arg; /* its forwarded form */
+	bool smtputf8;
+	struct msg_parser *msg;
+	bool backend_mail;      /* MAIL was accepted by the backend */
+	bool refused;           /* last refusal; for the counters */
+	int last_refusal;       /* its code (4xx/5xx), 0 = none */
+	bool discard;
+	time_t started;
+};
+
+struct smtp_session {
+	struct smtp_session *prev, *next;   /* worker list */
+	struct worker *w;
+	struct config *cf;
+	const struct server_listener *li;
+	char id[16];
+	int refs;
+
+	int fd;
+	struct bufferevent *bev;
+	struct event *timer;
+	enum smtp_state state;
+	bool busy;              /* a command is in its policy/backend phase */
+	bool in_loop, again;
+	bool closed;            /* connection gone; free when refs drop */
+	unsigned errors;
+	unsigned ncommands;
+	bool skip_line;         /* discarding the rest of an overlong line */
+	bool proxy_wait;
+	time_t started;
+
+	struct sockaddr_storage peer;       /* the client (PROXY-presented if any) */
+	struct sockaddr_storage local;
+	char client_ip[INET6_ADDRSTRLEN];
+	unsigned client_port;
+	char client_name[256];              /* PTR name or "unknown" */
+	bool ip_counted;
+
+	bool esmtp;
+	char helo[256];
+	bool tls;
+	char tls_info[128];
+	bool auth;
+	char auth_user[256];
+	char auth_mech[16];
+	unsigned auth_failures;
+	struct auth_exchange *auth_x;
+
+	struct smtp_txn *txn;   /* NULL outside a transaction */
+	struct backend *be;
+	struct policy_state *pol;
+
+	/* The verdict of the stage in progress, for proceed(). */
+	enum smtp_verb pending_verb;
+	int eom_stage;          /* header..eom stage in progress */
+};
+
+/* smtp_session_start - take over an accepted socket on worker w. */
+void smtp_session_start(struct worker *w, const struct server_listener *li, int fd,
+			const struct sockaddr *sa, socklen_t salen);
+/* smtp_session_shutdown - 421 and close (after shutdown_timeout). */
+void smtp_session_shutdown(struct smtp_session *s);
+/* smtp_session_describe - one line for `show sessions`. */
+void smtp_session_describe(const struct smtp_session *s, char *buf, size_t len);
+/* smtp_session_ref/unref - keep the session across async work. */
+void smtp_session_ref(struct smtp_session *s);
+void smtp_session_unref(struct smtp_session *s);
+
+const char *smtp_state_name(enum smtp_state st);
+
+#endif
