@@ -54,4 +54,9 @@ void policy_session_free(struct smtp_session *s);
 
 const char *policy_stage_name(enum policy_stage st);
 
+struct msg_stream_ops;
+/* policy_stream_ops - consumers of the message as it streams in (DKIM),
+ * called with the session as argument; NULL when none is needed. */
+const struct msg_stream_ops *policy_stream_ops(struct smtp_session *s);
+
 #endif

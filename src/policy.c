@@ -90,6 +90,13 @@ policy_reset(struct smtp_session *s)
 {
 }
 
+/* policy_stream_ops - none yet. */
+const struct msg_stream_ops *
+policy_stream_ops(struct smtp_session *s)
+{
+	return NULL;
+}
+
 /* policy_session_free - release per-session policy state. */
 void
 policy_session_free(struct smtp_session *s)

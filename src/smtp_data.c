@@ -235,7 +235,7 @@ smtp_data_start(struct smtp_session *s)
 		.long_lines_pass = cf->long_lines_pass,
 	};
 
-	s->txn->msg = msg_parser_new(&lim, NULL, s);
+	s->txn->msg = msg_parser_new(&lim, policy_stream_ops(s), s);
 	if (!s->txn->msg) {
 		smtp_reply_id(s, RPL_LOCAL_ERROR);
 		smtp_resume(s);

@@ -1,0 +1,223 @@
+"""smtpbackend.py - a recording SMTP server for end-to-end tests.
+
+A real (small) SMTP server on a loopback port: it speaks ESMTP with the
+extensions it is told to announce, accepts Postfix's XCLIENT and HAProxy
+PROXY v2 headers, and records every transaction it accepts, byte for
+byte, in a JSON-lines file. It can misbehave on purpose (seeded random
+4xx/5xx at end of data, drop mid-DATA, hang) so the tests can check that
+ravelin never acknowledges a message the backend did not accept.
+
+Run: /usr/bin/python3 smtpbackend.py --port N --log FILE [--caps ...]
+     [--chaos SEED] [--xclient] [--proxy] [--reply-rcpt CODE]
+Prints "ready PORT" when listening.
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import random
+import socket
+import struct
+import sys
+
+SIG_V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def parse_proxy_v2(data):
+    """Return (header_len, info dict) for a complete v2 header, or None."""
+    if len(data) < 16 or not data.startswith(SIG_V2):
+        return None
+    ver_cmd, fam, length = data[12], data[13], struct.unpack("!H", data[14:16])[0]
+    if len(data) < 16 + length:
+        return None
+    info = {"command": ver_cmd & 0x0F}
+    body = data[16:16 + length]
+    if fam == 0x11:
+        info["src"] = socket.inet_ntop(socket.AF_INET, body[0:4])
+        info["dst"] = socket.inet_ntop(socket.AF_INET, body[4:8])
+        info["sport"], info["dport"] = struct.unpack("!HH", body[8:12])
+    elif fam == 0x21:
+        info["src"] = socket.inet_ntop(socket.AF_INET6, body[0:16])
+        info["dst"] = socket.inet_ntop(socket.AF_INET6, body[16:32])
+        info["sport"], info["dport"] = struct.unpack("!HH", body[32:36])
+    return 16 + length, info
+
+
+class Backend:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.chaos) if args.chaos is not None else None
+        self.log = open(args.log, "a", buffering=1)
+        self.seq = 0
+
+    def record(self, obj):
+        self.log.write(json.dumps(obj) + "\n")
+
+    async def handle(self, reader, writer):
+        a = self.args
+        state = {"xclient": {}, "proxy": None, "helo": None, "tls": False}
+        buf = b""
+
+        async def readline():
+            nonlocal buf
+            while b"\n" not in buf:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionError
+                buf += chunk
+            line, _, buf = buf.partition(b"\n")
+            return line.rstrip(b"\r")
+
+        async def readline_raw():
+            nonlocal buf
+            while b"\n" not in buf:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionError
+                buf += chunk
+            i = buf.index(b"\n")
+            line, buf = buf[:i + 1], buf[i + 1:]
+            return line
+
+        async def send(text):
+            writer.write(text.encode() + b"\r\n")
+            await writer.drain()
+
+        try:
+            if a.proxy:
+                while True:
+                    r = parse_proxy_v2(buf)
+                    if r:
+                        n, info = r
+                        buf = buf[n:]
+                        state["proxy"] = info
+                        break
+                    chunk = await reader.read(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+            await send("220 backend.test ESMTP recording")
+            mail, rcpts = None, []
+            while True:
+                line = await readline()
+                verb = line[:4].upper()
+                text = line.decode("utf-8", "replace")
+                if verb in (b"EHLO", b"HELO"):
+                    state["helo"] = text[5:]
+                    caps = ["backend.test"] + [c for c in a.caps.split(",") if c]
+                    if a.xclient:
+                        caps.append("XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT")
+                    for c in caps[:-1]:
+                        await send("250-" + c)
+                    await send("250 " + caps[-1])
+                elif line.upper().startswith(b"XCLIENT "):
+                    for kv in text[8:].split():
+                        k, _, v = kv.partition("=")
+                        state["xclient"][k.upper()] = v
+                    await send("220 backend.test ESMTP recording")
+                elif verb == b"MAIL":
+                    mail, rcpts = text[5:], []
+                    await send("250 2.1.0 Ok")
+                elif verb == b"RCPT":
+                    if a.reply_rcpt and "reject" in text:
+                        await send(a.reply_rcpt + " backend refuses this recipient")
+                        continue
+                    rcpts.append(text[5:])
+                    await send("250 2.1.5 Ok")
+                elif verb == b"DATA":
+                    if not rcpts:
+                        await send("554 5.5.1 no valid recipients")
+                        continue
+                    fate = self.fate()
+                    if fate == "refuse-data":
+                        await send("451 4.3.0 chaos: DATA refused")
+                        continue
+                    await send("354 go ahead")
+                    lines = []
+                    while True:
+                        l = await readline_raw()
+                        if l == b".\r\n":
+                            break
+                        if fate == "drop" and len(lines) > 2:
+                            writer.close()
+                            return
+                        if l.startswith(b"."):
+                            l = l[1:]
+                        lines.append(l)
+                    data = b"".join(lines)
+                    if fate == "hang":
+                        await asyncio.sleep(3600)
+                    if fate == "4xx":
+                        await send("451 4.3.0 chaos: try later")
+                    elif fate == "5xx":
+                        await send("554 5.7.0 chaos: refused")
+                    else:
+                        self.seq += 1
+                        qid = "Q%06d" % self.seq
+                        self.record({
+                            "id": qid, "mail": mail, "rcpts": rcpts, "helo": state["helo"],
+                            "xclient": state["xclient"], "proxy": state["proxy"],
+                            "data": base64.b64encode(data).decode(),
+                        })
+                        await send("250 2.0.0 Ok: queued as " + qid)
+                    mail, rcpts = None, []
+                elif verb == b"RSET":
+                    mail, rcpts = None, []
+                    await send("250 2.0.0 Ok")
+                elif verb == b"NOOP":
+                    await send("250 2.0.0 Ok")
+                elif verb == b"QUIT":
+                    await send("221 2.0.0 Bye")
+                    break
+                else:
+                    await send("502 5.5.2 Error: command not recognized")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+        return
+
+    def fate(self):
+        if not self.rng:
+            return "ok"
+        r = self.rng.random()
+        if r < 0.15:
+            return "4xx"
+        if r < 0.25:
+            return "5xx"
+        if r < 0.33:
+            return "drop"
+        if r < 0.38:
+            return "refuse-data"
+        return "ok"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--log", required=True)
+    p.add_argument("--caps", default="PIPELINING,SIZE 50000000,8BITMIME,DSN,SMTPUTF8,ENHANCEDSTATUSCODES")
+    p.add_argument("--chaos", type=int, default=None)
+    p.add_argument("--xclient", action="store_true")
+    p.add_argument("--proxy", action="store_true")
+    p.add_argument("--reply-rcpt", default=None)
+    args = p.parse_args()
+    backend = Backend(args)
+
+    async def run():
+        server = await asyncio.start_server(backend.handle, args.host, args.port, limit=1 << 20)
+        print("ready %d" % args.port, flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
