@@ -53,6 +53,8 @@ void policy_reset(struct smtp_session *s);
 void policy_session_free(struct smtp_session *s);
 
 const char *policy_stage_name(enum policy_stage st);
+/* policy_busy - a check-pool job holds the session (keep its transaction). */
+bool policy_busy(const struct smtp_session *s);
 
 struct msg_stream_ops;
 /* policy_stream_ops - consumers of the message as it streams in (DKIM),

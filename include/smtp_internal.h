@@ -39,6 +39,7 @@ void smtp_data_input(struct smtp_session *s);
 void smtp_txn_abort(struct smtp_session *s);
 /* smtp_txn_end - count and free the transaction; accepted or not. */
 void smtp_txn_end(struct smtp_session *s, bool accepted);
+void smtp_txn_release(struct smtp_session *s);
 /* smtp_txn_refuse - answer a refusal of MAIL/DATA: reply, log, remember. */
 void smtp_txn_refuse(struct smtp_session *s, const char *stage, const char *reply, const char *why);
 /* smtp_rcpt_refuse - answer a refusal of one recipient. */

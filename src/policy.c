@@ -1,32 +1,61 @@
 /*
  * policy.c - the policy engine: one verdict per stage.
  *
- * At each milter-style stage the built-in checks run first (relay rights),
- * then the operator's rules. A stage whose work may wait (DNS, Redis) runs
- * on the check pool and its verdict comes back on the session's loop.
+ * At each milter-style stage the built-in checks run first (relay rights,
+ * From: sanity and ownership, local-domain spoofing), then the checks that
+ * need the network (SPF at mail; DKIM and DMARC at eom), then the
+ * operator's rules. A stage that has network work, or rules with limit()
+ * on a store that may block, runs on the check pool; the session is
+ * suspended meanwhile and only its own loop touches it again. Facts for
+ * the rules come from the session through policy_fields.c.
  *
  * Public:
  *   policy_run(), policy_headers(), policy_drop_header(), policy_summary(),
- *   policy_reset(), policy_session_free(), policy_stage_name()
+ *   policy_reset(), policy_session_free(), policy_stage_name(),
+ *   policy_stream_ops(), policy_busy()
  */
 
 /* System. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <stdarg.h>
 
 /* Library. */
 #include <event2/buffer.h>
 
 /* Project. */
+#include "auth.h"
+#include "authres.h"
+#include "check_dkim.h"
+#include "check_dmarc.h"
 #include "check_relay.h"
+#include "check_spf.h"
+#include "checkpool.h"
 #include "config.h"
+#include "lists.h"
 #include "log.h"
+#include "message.h"
+#include "msg_addr.h"
 #include "policy.h"
+#include "policy_internal.h"
+#include "ratelimit.h"
+#include "rules.h"
 #include "server.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "stats.h"
+
+/* A stage whose work runs on the check pool. */
+struct policy_job {
+	struct smtp_session *s;
+	enum policy_stage stage;
+	policy_done_fn *done;
+	struct policy_verdict v;
+	bool spf, dkim, rules;
+	struct rules_result rr;
+};
 
 /* policy_stage_name - the rule-file name of a stage. */
 const char *
@@ -37,68 +66,502 @@ policy_stage_name(enum policy_stage st)
 	return names[st];
 }
 
-/* builtin - the always-on checks of a stage (DESIGN.md section 4). */
+/* state - the session's policy state, created on first use. */
+struct policy_state *
+policy_state(struct smtp_session *s)
+{
+	if (!s->pol && (s->pol = calloc(1, sizeof(*s->pol))))
+		s->pol->hdrs = evbuffer_new();
+	return s->pol;
+}
+
+/* policy_busy - a job is on the check pool (the session must stay put). */
+bool
+policy_busy(const struct smtp_session *s)
+{
+	return s->pol && s->pol->job;
+}
+
+/* reply - fill a verdict. */
+static void __attribute__((format(printf, 4, 5)))
+verdict(struct policy_verdict *v, enum policy_action a, const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+	v->action = a;
+	snprintf(v->rule, sizeof(v->rule), "%s", rule);
+	va_start(ap, fmt);
+	vsnprintf(v->reply, sizeof(v->reply), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- From: checks (eom, built in) ---- */
+
+/* from_checks - exactly one From: mailbox (or a Sender:), owned when
+ * authenticated, no local-domain spoofing from outside (DESIGN.md 4, 6). */
+static void
+from_checks(struct smtp_session *s, struct policy_verdict *v, bool with_dkim)
+{
+	struct policy_state *st = s->pol;
+	struct message *m = msg_parser_message(s->txn->msg);
+	int nfrom = 0;
+	bool sender = false;
+	const struct msg_header *from = NULL;
+
+	for (size_t i = 0; i < m->nheaders; i++) {
+		if (msg_header_is(&m->headers[i], "From")) {
+			nfrom++;
+			from = &m->headers[i];
+		} else if (msg_header_is(&m->headers[i], "Sender"))
+			sender = true;
+	}
+	if (!with_dkim) {
+		struct msg_addr addrs[2];
+		size_t vlen;
+		const char *val = from ? msg_header_value(from, &vlen) : NULL;
+		int n = val ? msg_addr_parse(val, vlen, addrs, 2) : 0;
+		st->from_count = n;
+		if (n >= 1) {
+			snprintf(st->from_addr, sizeof(st->from_addr), "%s", addrs[0].addr);
+			snprintf(st->from_domain, sizeof(st->from_domain), "%s", addrs[0].domain);
+			snprintf(st->from_name, sizeof(st->from_name), "%s", addrs[0].name);
+		}
+		if (nfrom != 1 || n < 1 || (n > 1 && !sender)) {
+			verdict(v, POLICY_REJECT, "from-count", "%s", smtp_reply_text(RPL_FROM_COUNT));
+			return;
+		}
+		if (s->auth) {
+			for (int i = 0; i < n && i < 2; i++)
+				if (!auth_sender_owned(s->cf->senders, s->cf->local_domains, s->auth_user,
+						       addrs[i].addr)) {
+					verdict(v, POLICY_REJECT, "from-login", "%s",
+						smtp_reply_text(RPL_FROM_NOT_OWNED));
+					return;
+				}
+		}
+		return;
+	}
+	/* With DKIM known: a local From: domain from outside must be vouched for. */
+	if (check_relay_trusted(s->cf, s) || !st->from_domain[0] ||
+	    !lists_strset_match_domain(s->cf->local_domains, st->from_domain))
+		return;
+	const char *d;
+	if (st->dkim && dkimv_best(st->dkim, &d) == DKIMV_PASS) {
+		for (size_t i = 0; i < dkimv_nsigs(st->dkim); i++) {
+			const struct dkimv_sig *sig = dkimv_sig(st->dkim, i);
+			if (sig->result == DKIMV_PASS && strcasecmp(sig->domain, st->from_domain) == 0)
+				return;
+		}
+	}
+	if (st->spf_ran && st->spf.result == SPF_RES_PASS && strcasecmp(st->spf.domain, st->from_domain) == 0)
+		return;
+	st->spoof_local = true;
+	stats_inc(s->w->stats, STATS_SPOOF_DETECTED_TOTAL);
+	verdict(v, POLICY_REJECT, "spoof-local", "%s", smtp_reply_text(RPL_SPOOF_LOCAL));
+}
+
+/* ---- network checks, on the pool ---- */
+
+/* run_spf - the MAIL FROM (or HELO) identity. */
+static void
+run_spf(struct smtp_session *s)
+{
+	struct policy_state *st = s->pol;
+	struct server *srv = s->w->srv;
+
+	spf_check(srv->spf, (struct sockaddr *)&s->peer, s->helo,
+		  s->txn->mail.null_path ? "" : s->txn->mail.addr, &st->spf);
+	st->spf_ran = true;
+	stats_inc_label(s->w->stats, STATS_SPF_RESULT, spf_result_name(st->spf.result));
+}
+
+/* run_dkim_dmarc - finish DKIM verification, then DMARC. */
+static void
+run_dkim_dmarc(struct smtp_session *s)
+{
+	struct policy_state *st = s->pol;
+	struct server *srv = s->w->srv;
+	const char *d = "";
+
+	if (st->dkim) {
+		dkimv_eom(st->dkim);
+		st->dkim_best = dkimv_best(st->dkim, &d);
+	} else
+		st->dkim_best = DKIMV_NONE;
+	snprintf(st->dkim_domain, sizeof(st->dkim_domain), "%s", d ? d : "");
+	st->dkim_ran = true;
+	stats_inc_label(s->w->stats, STATS_DKIM_RESULT, dkimv_result_str(st->dkim_best));
+	if (!st->from_domain[0])
+		return;
+	struct dmarcv_dkim sigs[DKIMV_MAX_SIGS];
+	size_t n = 0;
+	for (size_t i = 0; st->dkim && i < dkimv_nsigs(st->dkim) && n < DKIMV_MAX_SIGS; i++) {
+		const struct dkimv_sig *sig = dkimv_sig(st->dkim, i);
+		sigs[n].domain = sig->domain;
+		sigs[n].selector = sig->selector;
+		sigs[n].result = dkimv_result_str(sig->result);
+		n++;
+	}
+	const char *spf_dom = st->spf_ran ? st->spf.domain : NULL;
+	struct dmarcv_input in = {
+		.from_domain = st->from_domain,
+		.spf_domain = spf_dom && *spf_dom ? spf_dom : NULL,
+		.spf_result = st->spf_ran ? spf_result_name(st->spf.result) : "none",
+		.spf_helo = st->spf_ran && st->spf.identity && strcmp(st->spf.identity, "helo") == 0,
+		.dkim = sigs,
+		.ndkim = n,
+	};
+	dmarcv_check(srv->dmarc, &in, &st->dmarc);
+	st->dmarc_ran = true;
+	stats_inc_label(s->w->stats, STATS_DMARC_RESULT, dmarcv_result_str(st->dmarc.result));
+}
+
+/* eval_rules - the operator's rules for a stage (any thread). */
+static void
+eval_rules(struct smtp_session *s, enum policy_stage stage, struct rules_result *rr)
+{
+	const struct rules *r = s->cf->rules;
+
+	memset(rr, 0, sizeof(*rr));
+	if (!r)
+		return;
+	if (stage == PS_HEADER) {
+		/* Once per field; the first terminal verdict wins. */
+		struct message *m = msg_parser_message(s->txn->msg);
+		struct rules_result one;
+		for (size_t i = 0; i < m->nheaders && rr->verdict == RULES_VERDICT_NONE; i++) {
+			s->pol->cur_header = &m->headers[i];
+			rules_eval(r, RULES_STAGE_HEADER, &policy_rules_ops, s, &one);
+			policy_merge_result(rr, &one);
+		}
+		s->pol->cur_header = NULL;
+		return;
+	}
+	rules_eval(r, (enum rules_stage)stage, &policy_rules_ops, s, rr);
+}
+
+/* apply_rules - turn a rules result into score, headers, logs, a verdict. */
+static void
+apply_rules(struct smtp_session *s, const struct rules_result *rr, struct policy_verdict *v)
+{
+	struct policy_state *st = s->pol;
+
+	for (unsigned i = 0; i < rr->nhits; i++)
+		stats_inc_label(s->w->stats, STATS_RULE_HITS, rr->hits[i]);
+	for (unsigned i = 0; i < rr->nlogs; i++)
+		log_info(s->id, "rule %s: %s", rr->logs[i].rule, rr->logs[i].text);
+	if (s->txn)
+		st->txn_score += rr->score;
+	else
+		st->session_score += rr->score;
+	for (unsigned i = 0; i < rr->nheaders; i++)
+		evbuffer_add_printf(st->hdrs, "%s: %s\r\n", rr->headers[i].name, rr->headers[i].value);
+	if (v->action != POLICY_CONTINUE)
+		return;   /* a built-in check already decided */
+	switch (rr->verdict) {
+	case RULES_VERDICT_REJECT:
+	case RULES_VERDICT_TEMPFAIL:
+		verdict(v, rr->verdict == RULES_VERDICT_REJECT ? POLICY_REJECT : POLICY_TEMPFAIL,
+			rr->verdict_rule, "%d %s %s", rr->code, rr->ecode, rr->text);
+		/* 421 closes, as its meaning says (connect-stage limits). */
+		v->disconnect = rr->code == 421;
+		break;
+	case RULES_VERDICT_DISCARD:
+		verdict(v, POLICY_DISCARD, rr->verdict_rule, "250 2.0.0 Ok: discarded");
+		break;
+	case RULES_VERDICT_ACCEPT:
+		verdict(v, POLICY_ACCEPT, rr->verdict_rule, "-");
+		break;
+	default:
+		break;
+	}
+}
+
+/* job_work - on a pool thread. */
+static void
+job_work(void *arg)
+{
+	struct policy_job *j = arg;
+
+	if (j->spf)
+		run_spf(j->s);
+	if (j->dkim)
+		run_dkim_dmarc(j->s);
+	if (j->rules && j->v.action == POLICY_CONTINUE) {
+		if (j->stage == PS_EOM)
+			from_checks(j->s, &j->v, true);
+		if (j->v.action == POLICY_CONTINUE)
+			eval_rules(j->s, j->stage, &j->rr);
+	}
+}
+
+/* finish - after the work: built-in verdicts, rules, then done(). */
+static void
+finish(struct smtp_session *s, struct policy_job *j)
+{
+	apply_rules(s, &j->rr, &j->v);
+	j->done(s, &j->v);
+}
+
+/* job_done - back on the session's loop. */
+static void
+job_done(void *arg)
+{
+	struct policy_job *j = arg;
+	struct smtp_session *s = j->s;
+
+	s->pol->job = NULL;
+	if (s->closed) {
+		/* The client left while we were busy: now the transaction may go. */
+		smtp_txn_release(s);
+	} else
+		finish(s, j);
+	free(j);
+	smtp_session_unref(s);
+}
+
+/* builtin - the always-on checks that need no network. */
 static void
 builtin(struct smtp_session *s, enum policy_stage st, struct policy_verdict *v)
 {
 	if (st == PS_RCPT) {
 		enum relay_result rr = check_relay(s->cf, s, &s->txn->rcpt);
 		if (rr != RELAY_OK) {
-			v->action = POLICY_REJECT;
-			snprintf(v->reply, sizeof(v->reply), smtp_reply_text(RPL_RELAY_DENIED),
-				 s->txn->rcpt.addr);
+			verdict(v, POLICY_REJECT, check_relay_reason(rr), smtp_reply_text(RPL_RELAY_DENIED),
+				s->txn->rcpt.addr);
 			snprintf(v->rule, sizeof(v->rule), "relay:%s", check_relay_reason(rr));
 			stats_inc(s->w->stats, STATS_RELAY_DENIED_TOTAL);
 		}
-	}
+	} else if (st == PS_EOM)
+		from_checks(s, v, false);
 }
 
 /* policy_run - evaluate a stage; done() may run before this returns. */
 void
 policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done)
 {
-	struct policy_verdict v;
+	struct policy_state *st = policy_state(s);
+	struct policy_job *j = calloc(1, sizeof(*j));
+	struct server *srv = s->w->srv;
 
-	memset(&v, 0, sizeof(v));
-	builtin(s, stage, &v);
-	done(s, &v);
+	if (!st || !j) {
+		struct policy_verdict v = { .action = POLICY_TEMPFAIL, .rule = "memory" };
+		snprintf(v.reply, sizeof(v.reply), "%s", smtp_reply_text(RPL_LOCAL_ERROR));
+		free(j);
+		done(s, &v);
+		return;
+	}
+	j->s = s;
+	j->stage = stage;
+	st->stage = stage;
+	j->done = done;
+	builtin(s, stage, &j->v);
+	if (j->v.action == POLICY_CONTINUE) {
+		bool trusted = check_relay_trusted(s->cf, s);
+		j->spf = stage == PS_MAIL && !trusted;
+		j->dkim = stage == PS_EOM;
+		j->rules = true;
+	}
+	if (stage == PS_EOM && j->v.action == POLICY_CONTINUE)
+		j->rules = true;
+	bool blocking = j->spf || j->dkim ||
+		(j->rules && s->cf->rules && rules_stage_has_limit(s->cf->rules, (enum rules_stage)stage) &&
+		 ratelimit_may_block(srv->ratelimit));
+	if (!blocking) {
+		if (j->rules && j->v.action == POLICY_CONTINUE)
+			eval_rules(s, stage, &j->rr);
+		finish(s, j);
+		free(j);
+		return;
+	}
+	st->job = j;
+	smtp_session_ref(s);
+	if (checkpool_submit(srv->pool, s->w->base, job_work, job_done, j) < 0) {
+		st->job = NULL;
+		smtp_session_unref(s);
+		verdict(&j->v, POLICY_TEMPFAIL, "checkpool", "%s", smtp_reply_text(RPL_LOCAL_ERROR));
+		done(s, &j->v);
+		free(j);
+	}
 }
 
-/* policy_headers - fields prepended to the forwarded message. */
-void
-policy_headers(struct smtp_session *s, struct evbuffer *out)
+/* ---- message stream (DKIM) ---- */
+
+/* st_header - one header field as it arrives. */
+static void
+st_header(void *arg, const char *field, size_t len)
 {
+	struct smtp_session *s = arg;
+	if (s->pol && s->pol->dkim)
+		dkimv_header(s->pol->dkim, field, len);
 }
 
-/* policy_drop_header - true for a field that must not be forwarded. */
-bool
-policy_drop_header(struct smtp_session *s, const char *raw, size_t len)
+/* st_eoh - end of the header section. */
+static void
+st_eoh(void *arg)
 {
-	return false;
+	struct smtp_session *s = arg;
+	if (s->pol && s->pol->dkim)
+		s->pol->dkim_body = dkimv_eoh(s->pol->dkim);
 }
 
-/* policy_summary - check results for the transaction's log line. */
-void
-policy_summary(struct smtp_session *s, char *buf, size_t len)
+/* st_body - body bytes as they arrive. */
+static void
+st_body(void *arg, const char *buf, size_t len)
 {
-	buf[0] = '\0';
+	struct smtp_session *s = arg;
+	if (s->pol && s->pol->dkim && s->pol->dkim_body)
+		dkimv_body(s->pol->dkim, (const unsigned char *)buf, len);
 }
 
-/* policy_reset - forget transaction facts. */
-void
-policy_reset(struct smtp_session *s)
-{
-}
+static const struct msg_stream_ops stream_ops = { st_header, st_eoh, st_body };
 
-/* policy_stream_ops - none yet. */
+/* policy_stream_ops - DKIM verification while the message streams in. */
 const struct msg_stream_ops *
 policy_stream_ops(struct smtp_session *s)
 {
-	return NULL;
+	struct policy_state *st = policy_state(s);
+
+	if (!st)
+		return NULL;
+	if (st->dkim)
+		dkimv_free(st->dkim);
+	st->dkim = dkimv_new(s->w->srv->dkim, s->id);
+	st->dkim_body = false;
+	return &stream_ops;
+}
+
+/* ---- forwarded headers and logs ---- */
+
+/* policy_headers - Authentication-Results, Received-SPF, add_header. */
+void
+policy_headers(struct smtp_session *s, struct evbuffer *out)
+{
+	struct policy_state *st = s->pol;
+	char buf[AUTHRES_MAX];
+	struct authres_dkim sigs[DKIMV_MAX_SIGS];
+	size_t n = 0;
+
+	if (!st)
+		return;
+	for (size_t i = 0; st->dkim && i < dkimv_nsigs(st->dkim) && n < DKIMV_MAX_SIGS; i++) {
+		const struct dkimv_sig *sig = dkimv_sig(st->dkim, i);
+		sigs[n].result = dkimv_result_str(sig->result);
+		sigs[n].domain = sig->domain[0] ? sig->domain : NULL;
+		sigs[n].selector = sig->selector[0] ? sig->selector : NULL;
+		sigs[n].b = sig->b[0] ? sig->b : NULL;
+		sigs[n].reason = sig->reason[0] ? sig->reason : NULL;
+		n++;
+	}
+	const char *mailfrom = s->txn->mail.null_path ? NULL : s->txn->mail.addr;
+	bool helo_id = st->spf_ran && st->spf.identity && strcmp(st->spf.identity, "helo") == 0;
+	struct authres ar = {
+		.authserv_id = s->cf->hostname,
+		.spf = st->spf_ran ? spf_result_name(st->spf.result) : NULL,
+		.spf_mailfrom = st->spf_ran && !helo_id ? mailfrom : NULL,
+		.spf_helo = st->spf_ran && (helo_id || !mailfrom) ? s->helo : NULL,
+		.dkim = sigs,
+		.ndkim = n,
+		.dkim_ran = true,
+		.dmarc = st->dmarc_ran ? dmarcv_result_str(st->dmarc.result) : NULL,
+		.dmarc_from = st->dmarc_ran ? st->from_domain : NULL,
+		.dmarc_policy = st->dmarc_ran && st->dmarc.policy != DMARCV_POLICY_UNSET ?
+				dmarcv_policy_str(st->dmarc.policy) : NULL,
+		.dmarc_disposition = st->dmarc_ran && st->dmarc.disposition != DMARCV_POLICY_UNSET ?
+				     dmarcv_policy_str(st->dmarc.disposition) : NULL,
+		.auth = s->auth ? "pass" : NULL,
+		.auth_user = s->auth ? s->auth_user : NULL,
+	};
+	if (authres_build(&ar, buf, sizeof(buf)) > 0)
+		msg_stuff_header(out, buf, strlen(buf));
+	if (st->spf_ran && authres_received_spf(&(struct authres_spf){ .receiver = s->cf->hostname },
+						st->spf.received_spf, buf, sizeof(buf)) > 0)
+		msg_stuff_header(out, buf, strlen(buf));
+	/* add_header actions, in rule order; already "Name: value\r\n". */
+	size_t len = evbuffer_get_length(st->hdrs);
+	if (len) {
+		char *h = (char *)evbuffer_pullup(st->hdrs, (ev_ssize_t)len);
+		const char *p = h, *end = h + len;
+		while (p < end) {
+			const char *eol = memchr(p, '\n', end - p);
+			size_t l = eol ? (size_t)(eol - p) : (size_t)(end - p);
+			size_t k = l && p[l - 1] == '\r' ? l - 1 : l;
+			msg_stuff_header(out, p, k);
+			p += l + 1;
+		}
+	}
+}
+
+/* policy_drop_header - an Authentication-Results forged with our id. */
+bool
+policy_drop_header(struct smtp_session *s, const char *raw, size_t len)
+{
+	struct msg_header h = { (char *)raw, len, strcspn(raw, ":") };
+	size_t vlen;
+	char val[2048];
+
+	while (h.name_len && (raw[h.name_len - 1] == ' ' || raw[h.name_len - 1] == '\t'))
+		h.name_len--;
+	if (!msg_header_is(&h, "Authentication-Results"))
+		return false;
+	const char *v = msg_header_value(&h, &vlen);
+	if (vlen >= sizeof(val))
+		vlen = sizeof(val) - 1;
+	memcpy(val, v, vlen);
+	val[vlen] = '\0';
+	if (!authres_is_ours(val, s->cf->hostname))
+		return false;
+	log_info(s->id, "removed a forged Authentication-Results header claiming %s", s->cf->hostname);
+	return true;
+}
+
+/* policy_summary - the check results for the transaction's log line. */
+void
+policy_summary(struct smtp_session *s, char *buf, size_t len)
+{
+	struct policy_state *st = s->pol;
+
+	if (!st) {
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, len, "spf=%s dkim=%s dmarc=%s score=%.1f",
+		 st->spf_ran ? spf_result_name(st->spf.result) : "skipped",
+		 st->dkim_ran ? dkimv_result_str(st->dkim_best) : "none",
+		 st->dmarc_ran ? dmarcv_result_str(st->dmarc.result) : "none",
+		 st->session_score + st->txn_score);
+}
+
+/* policy_reset - forget transaction facts (end of a transaction). */
+void
+policy_reset(struct smtp_session *s)
+{
+	struct policy_state *st = s->pol;
+
+	if (!st)
+		return;
+	if (st->dkim)
+		dkimv_free(st->dkim);
+	st->dkim = NULL;
+	st->dkim_body = false;
+	st->dkim_ran = st->spf_ran = st->dmarc_ran = st->spoof_local = false;
+	st->txn_score = 0;
+	st->from_addr[0] = st->from_domain[0] = st->from_name[0] = '\0';
+	st->from_count = 0;
+	evbuffer_drain(st->hdrs, evbuffer_get_length(st->hdrs));
+	free(st->body);
+	st->body = NULL;
 }
 
 /* policy_session_free - release per-session policy state. */
 void
 policy_session_free(struct smtp_session *s)
 {
+	struct policy_state *st = s->pol;
+
+	if (!st)
+		return;
+	policy_reset(s);
+	evbuffer_free(st->hdrs);
+	free(st);
+	s->pol = NULL;
 }

@@ -110,6 +110,13 @@ smtp_txn_end(struct smtp_session *s, bool accepted)
 	txn_free(t);
 }
 
+/* smtp_txn_release - the client left during a check: free it now. */
+void
+smtp_txn_release(struct smtp_session *s)
+{
+	smtp_txn_end(s, false);
+}
+
 /* smtp_txn_abort - forget the transaction here and at the backend. */
 void
 smtp_txn_abort(struct smtp_session *s)

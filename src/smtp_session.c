@@ -195,7 +195,9 @@ smtp_drop(struct smtp_session *s)
 	if (s->closed)
 		return;
 	s->closed = true;
-	smtp_txn_end(s, false);
+	/* A check-pool job still reads the transaction: it frees it later. */
+	if (!policy_busy(s))
+		smtp_txn_end(s, false);
 	event_del(s->timer);
 	if (s->bev) {
 		bufferevent_free(s->bev);
@@ -840,6 +842,8 @@ check_mail(struct smtp_session *s, const char *arg)
 		smtp_error(s, (enum smtp_reply_id)r);
 		return -1;
 	}
+	/* RCPT checks UTF-8 recipients against it (RFC 6531 3.4). */
+	t->smtputf8 = smtp_param_get(&t->mail, "SMTPUTF8") != NULL;
 	if (asprintf(&t->mail_arg, "FROM:<%s>%s", t->mail.addr, fwd) < 0) {
 		free(t);
 		smtp_reply_id(s, RPL_LOCAL_ERROR);

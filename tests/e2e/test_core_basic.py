@@ -13,7 +13,8 @@ def test_message_goes_through_byte_exact(proxy):
         c.sendmail("a@sender.example", ["u@example.org"], body)
     msgs = proxy.backend.messages()
     assert len(msgs) == 1
-    assert msgs[0]["data"] == body
+    assert harness.strip_added(msgs[0]["data"]) == body
+    assert msgs[0]["data"].startswith(b"Authentication-Results: mx.test.example;")
     assert msgs[0]["mail"].startswith("FROM:<a@sender.example>")
     assert msgs[0]["rcpts"] == ["TO:<u@example.org>"]
     assert msgs[0]["xclient"]["ADDR"] == "127.0.0.1"

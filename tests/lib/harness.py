@@ -187,5 +187,73 @@ class Client:
         except OSError:
             return True
 
+    def greet(self, ehlo="client.test"):
+        """Read the banner and say EHLO; returns the EHLO reply text."""
+        code, text = self.reply()
+        assert code == 220, text
+        code, text = self.cmd("EHLO " + ehlo)
+        assert code == 250, text
+        return text
+
+    def replies(self, n):
+        """n replies, in order, as a list of (code, text)."""
+        return [self.reply() for _ in range(n)]
+
+    def message(self, sender, rcpts, body, params=""):
+        """One whole transaction; returns the final reply (code, text).
+        body is the raw DATA content (dot-stuffed by the caller when
+        needed); a CRLF is added when it does not end with one, then the
+        terminating ".<CRLF>"."""
+        code, text = self.cmd("MAIL FROM:<%s>%s" % (sender, params))
+        if code != 250:
+            return code, text
+        ok = 0
+        for r in rcpts:
+            code, text = self.cmd("RCPT TO:<%s>" % r)
+            ok += code == 250
+        code, text = self.cmd("DATA")
+        if code != 354:
+            return code, text
+        if isinstance(body, str):
+            body = body.encode()
+        if body and not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        self.send(body + b".\r\n")
+        return self.reply()
+
     def close(self):
         self.sock.close()
+
+
+def start_proxy(factory, backend, dns, extra="", **kw):
+    """A ravelin on a free port in front of backend, with extra config lines."""
+    port = free_port()
+    r = factory(base_config(port, backend.port, dns.port, extra=extra, **kw), port)
+    r.backend = backend
+    r.dns = dns
+    return r
+
+
+def strip_added(data):
+    """The message as the client sent it: drop the header fields ravelin
+    prepends (Authentication-Results, Received-SPF, rule add_header ones
+    listed in extra) from the top of a forwarded message."""
+    added = (b"authentication-results:", b"received-spf:")
+    lines = data.split(b"\r\n")
+    i = 0
+    while i < len(lines) and lines[i].lower().startswith(added):
+        i += 1
+        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            i += 1
+    return b"\r\n".join(lines[i:])
+
+
+def added_headers(data):
+    """The header fields ravelin prepended, unfolded, as (name, value)."""
+    out = []
+    head = data[:len(data) - len(strip_added(data))]
+    for field in head.decode("utf-8", "replace").replace("\r\n\t", " ").replace("\r\n ", " ").split("\r\n"):
+        if ":" in field:
+            n, _, v = field.partition(":")
+            out.append((n, v.strip()))
+    return out

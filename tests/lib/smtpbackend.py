@@ -8,8 +8,18 @@ byte, in a JSON-lines file. It can misbehave on purpose (seeded random
 ravelin never acknowledges a message the backend did not accept.
 
 Run: /usr/bin/python3 smtpbackend.py --port N --log FILE [--caps ...]
-     [--chaos SEED] [--xclient] [--proxy] [--reply-rcpt CODE]
+     [--chaos SEED] [--xclient] [--proxy] [--reply-rcpt REPLY]
+     [--reply-mail REPLY]
 Prints "ready PORT" when listening.
+
+--tls CERT,KEY: announce STARTTLS and switch to TLS on it (records carry
+the TLS version in "tls"). --cmdlog FILE: append every command line
+received, as JSON {"tls": ..., "line": ...}, to FILE.
+
+--reply-rcpt / --reply-mail: that reply (e.g. "450 4.2.0 busy") to a RCPT
+or MAIL whose address contains "reject". A message whose text holds
+"X-Backend-Fate: F" meets fate F at end of data: 4xx, 5xx, drop (close
+without a reply), hang (never reply), ok.
 """
 
 import argparse
@@ -17,10 +27,13 @@ import asyncio
 import base64
 import json
 import random
+import re
 import socket
+import ssl
 import struct
 import sys
 
+FATE_RE = re.compile(rb"X-Backend-Fate: (4xx|5xx|drop|hang|ok)")
 SIG_V2 = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
@@ -49,6 +62,12 @@ class Backend:
         self.args = args
         self.rng = random.Random(args.chaos) if args.chaos is not None else None
         self.log = open(args.log, "a", buffering=1)
+        self.cmdlog = open(args.cmdlog, "a", buffering=1) if args.cmdlog else None
+        self.sslctx = None
+        if args.tls:
+            cert, key = args.tls.split(",", 1)
+            self.sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.sslctx.load_cert_chain(cert, key)
         self.seq = 0
 
     def record(self, obj):
@@ -103,20 +122,33 @@ class Backend:
                 line = await readline()
                 verb = line[:4].upper()
                 text = line.decode("utf-8", "replace")
+                if self.cmdlog:
+                    self.cmdlog.write(json.dumps({"tls": state["tls"], "line": text}) + "\n")
                 if verb in (b"EHLO", b"HELO"):
                     state["helo"] = text[5:]
                     caps = ["backend.test"] + [c for c in a.caps.split(",") if c]
                     if a.xclient:
                         caps.append("XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT")
+                    if self.sslctx and not state["tls"]:
+                        caps.append("STARTTLS")
                     for c in caps[:-1]:
                         await send("250-" + c)
                     await send("250 " + caps[-1])
+                elif line.upper() == b"STARTTLS" and self.sslctx and not state["tls"]:
+                    await send("220 2.0.0 Ready to start TLS")
+                    buf = b""  # RFC 3207: nothing pipelined behind STARTTLS counts
+                    await writer.start_tls(self.sslctx)
+                    state["tls"] = writer.get_extra_info("ssl_object").version()
+                    state["helo"] = None
                 elif line.upper().startswith(b"XCLIENT "):
                     for kv in text[8:].split():
                         k, _, v = kv.partition("=")
                         state["xclient"][k.upper()] = v
                     await send("220 backend.test ESMTP recording")
                 elif verb == b"MAIL":
+                    if a.reply_mail and "reject" in text:
+                        await send(a.reply_mail)
+                        continue
                     mail, rcpts = text[5:], []
                     await send("250 2.1.0 Ok")
                 elif verb == b"RCPT":
@@ -146,6 +178,12 @@ class Backend:
                             l = l[1:]
                         lines.append(l)
                     data = b"".join(lines)
+                    forced = FATE_RE.search(data)
+                    if forced:
+                        fate = forced.group(1).decode()
+                    if fate == "drop":
+                        writer.close()
+                        return
                     if fate == "hang":
                         await asyncio.sleep(3600)
                     if fate == "4xx":
@@ -158,6 +196,7 @@ class Backend:
                         self.record({
                             "id": qid, "mail": mail, "rcpts": rcpts, "helo": state["helo"],
                             "xclient": state["xclient"], "proxy": state["proxy"],
+                            "tls": state["tls"],
                             "data": base64.b64encode(data).decode(),
                         })
                         await send("250 2.0.0 Ok: queued as " + qid)
@@ -207,6 +246,9 @@ def main():
     p.add_argument("--xclient", action="store_true")
     p.add_argument("--proxy", action="store_true")
     p.add_argument("--reply-rcpt", default=None)
+    p.add_argument("--reply-mail", default=None)
+    p.add_argument("--tls", default=None, help="CERT,KEY: offer STARTTLS")
+    p.add_argument("--cmdlog", default=None, help="append every command line here")
     args = p.parse_args()
     backend = Backend(args)
 

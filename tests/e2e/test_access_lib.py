@@ -1,0 +1,167 @@
+"""Shared helpers for the access-control end-to-end tests (issue 3):
+certificates made with the openssl CLI, password hashes made with
+mkpasswd, configurations with TLS/AUTH/relay settings, the stats socket,
+and small SMTP/TLS client helpers. No tests live here.
+
+Everything listens on and talks to loopback only.
+"""
+
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import harness
+
+CTL = os.path.join(harness.BUILD, "ravelinctl")
+HOST = "mx.test.example"
+
+
+def make_cert(tmp, name="cert", cn=HOST, kind="ec"):
+    """A self-signed certificate and key in tmp; returns (cert, key)."""
+    crt = os.path.join(str(tmp), name + ".crt")
+    key = os.path.join(str(tmp), name + ".key")
+    if kind == "ec":
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    else:
+        newkey = ["-newkey", "rsa:2048"]
+    subprocess.run(["openssl", "req", "-x509"] + newkey +
+                   ["-nodes", "-keyout", key, "-out", crt, "-days", "2",
+                    "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:" + cn],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+def mkpasswd(password, method="yescrypt"):
+    """A crypt(3) hash made by mkpasswd (package whois)."""
+    r = subprocess.run(["mkpasswd", "-m", method, "-s"], input=password.encode(),
+                       check=True, capture_output=True)
+    return r.stdout.decode().strip()
+
+
+def write(tmp, name, text):
+    path = os.path.join(str(tmp), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def config(listens, backend_port, dns_port, extra="", backend_flags="xclient",
+           local_domains="example.org .sub.example.org", mynetworks="10.255.255.0/24"):
+    """A ravelin.conf: listens is a list of "ADDR:PORT PROFILE FLAGS" strings."""
+    lines = ["hostname " + HOST, "log stderr", "workers 2"]
+    lines += ["listen " + li for li in listens]
+    lines += ["backend 127.0.0.1:%d %s" % (backend_port, backend_flags),
+              "local_domains " + local_domains,
+              "mynetworks " + mynetworks,
+              "dns_resolver 127.0.0.1:%d" % dns_port,
+              "dns_timeout 2s",
+              "client_timeout 20s",
+              "backend_timeout 10s",
+              "backend_connect_timeout 5s",
+              "auth_failure_delay 200ms",
+              extra]
+    return "\n".join(lines) + "\n"
+
+
+def stats(sock_path):
+    """`ravelinctl -s SOCK show stats` as a dict."""
+    r = subprocess.run([CTL, "-s", sock_path, "show", "stats"], check=True,
+                       capture_output=True, timeout=10)
+    return json.loads(r.stdout.decode())
+
+
+def wait_stat(sock_path, key, value, timeout=5.0):
+    """Counters are per worker and merged on demand: poll a little."""
+    end = time.time() + timeout
+    got = None
+    while time.time() < end:
+        got = stats(sock_path).get(key)
+        if got == value:
+            return got
+        time.sleep(0.05)
+    return got
+
+
+def b64(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+def plain(user, password, authzid=""):
+    return b64("%s\0%s\0%s" % (authzid, user, password))
+
+
+def client_ctx(minv=None, maxv=None, ciphers=None):
+    """A client context that accepts any certificate (tests check names themselves)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if minv:
+        ctx.minimum_version = minv
+    if maxv:
+        ctx.maximum_version = maxv
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+class TLSClient(harness.Client):
+    """harness.Client that can switch to TLS (STARTTLS) or start in TLS."""
+
+    def __init__(self, port, implicit=False, ctx=None, **kw):
+        super().__init__(port, **kw)
+        if implicit:
+            self.sock = (ctx or client_ctx()).wrap_socket(self.sock, server_hostname=HOST)
+
+    def starttls(self, ctx=None):
+        code, text = self.cmd("STARTTLS")
+        assert code == 220, text
+        assert self.buf == b"", "bytes after the 220 to STARTTLS: %r" % self.buf
+        self.sock = (ctx or client_ctx()).wrap_socket(self.sock, server_hostname=HOST)
+        return self.sock
+
+    def pending(self, wait=0.3):
+        """Bytes the server sent without being asked (within wait seconds)."""
+        self.sock.settimeout(wait)
+        try:
+            data = self.buf + self.sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
+            data = self.buf
+        finally:
+            self.sock.settimeout(10)
+        return data
+
+
+def s_client(port, starttls=True, extra=(), send=b"QUIT\r\n", timeout=15):
+    """Run `openssl s_client` against 127.0.0.1:port; returns (rc, output)."""
+    cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+           "-servername", HOST, "-ign_eof"]
+    if starttls:
+        cmd += ["-starttls", "smtp"]
+    cmd += list(extra)
+    r = subprocess.run(cmd, input=send, capture_output=True, timeout=timeout)
+    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
+
+
+def peer_cn(port, implicit=False, ctx=None):
+    """The subject CN of the certificate ravelin presents now."""
+    der = None
+    if implicit:
+        c = TLSClient(port, implicit=True, ctx=ctx)
+        der = c.sock.getpeercert(binary_form=True)
+    else:
+        c = TLSClient(port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.starttls(ctx)
+        der = c.sock.getpeercert(binary_form=True)
+    c.close()
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
+                       capture_output=True, check=True)
+    return r.stdout.decode().strip().split("CN", 1)[1].lstrip(" =")
