@@ -13,6 +13,8 @@ PREFIX   ?= /usr/local
 SBINDIR  ?= $(PREFIX)/sbin
 MANDIR   ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+DOCDIR   ?= $(PREFIX)/share/doc/ravelin
 DESTDIR  ?=
 
 SAN      ?=
@@ -99,12 +101,22 @@ run: all
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
-	  $(DESTDIR)$(SYSCONFDIR)/ravelin/rules
+	  $(DESTDIR)$(SYSCONFDIR)/ravelin/rules $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(BUILD)/ravelin $(BUILD)/ravelinctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 doc/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 README.md doc/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 etc/ravelin.conf $(DESTDIR)$(SYSCONFDIR)/ravelin/ravelin.conf.sample
-	[ -z "$$(ls rules/*.rules 2>/dev/null)" ] || install -m 0644 rules/*.rules $(DESTDIR)$(SYSCONFDIR)/ravelin/rules/
+	sed 's|/usr/sbin/|$(SBINDIR)/|g; s|/etc/ravelin/|$(SYSCONFDIR)/ravelin/|g' etc/ravelin.service \
+	  >$(DESTDIR)$(UNITDIR)/ravelin.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ravelin.service
+	@# Configuration and rules are the operator's: never overwrite them.
+	@set -e; for f in etc/ravelin.conf rules/*.rules; do \
+	  case $$f in etc/*) d=$(DESTDIR)$(SYSCONFDIR)/ravelin/$${f#etc/};; *) d=$(DESTDIR)$(SYSCONFDIR)/ravelin/$$f;; esac; \
+	  [ -f "$$f" ] || continue; \
+	  if [ -e "$$d" ]; then echo "install: keeping $$d (new version: $$f)"; \
+	  else echo "install -m 0644 $$f $$d"; install -m 0644 "$$f" "$$d"; fi; \
+	done
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c

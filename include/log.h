@@ -10,6 +10,8 @@ enum log_dest { LOG_DEST_SYSLOG, LOG_DEST_STDERR };
 
 /* log_init - choose the destination; verbose > 0 enables log_debug. */
 void log_init(const char *ident, enum log_dest dest, int verbose);
+/* log_set_verbose - change the level at run time (reload of log_level). */
+void log_set_verbose(int verbose);
 
 /* Each takes the session id (or NULL for process-wide lines) first. */
 void log_info(const char *sid, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

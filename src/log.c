@@ -4,7 +4,8 @@
  * habits carry over).
  *
  * Public:
- *   log_init(), log_info(), log_warnx(), log_debug(), fatalx()
+ *   log_init(), log_set_verbose(), log_info(), log_warnx(), log_debug(),
+ *   fatalx()
  */
 
 /* System. */
@@ -20,7 +21,7 @@
 #include "log.h"
 
 static enum log_dest log_dest = LOG_DEST_STDERR;
-static int log_verbose;
+static int log_verbose;		/* atomic: a reload may change it */
 static const char *log_ident = "ravelin";
 
 /* log_init - choose the destination; verbose > 0 enables log_debug. */
@@ -32,6 +33,13 @@ log_init(const char *ident, enum log_dest dest, int verbose)
 	log_verbose = verbose;
 	if (dest == LOG_DEST_SYSLOG)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+/* log_set_verbose - a new log_level (reload); other threads see it at once. */
+void
+log_set_verbose(int verbose)
+{
+	__atomic_store_n(&log_verbose, verbose, __ATOMIC_RELAXED);
 }
 
 /* vlog - format one line and send it; stderr lines are written whole. */
@@ -89,7 +97,7 @@ void
 log_debug(const char *sid, const char *fmt, ...)
 {
 	va_list ap;
-	if (log_verbose <= 0)
+	if (__atomic_load_n(&log_verbose, __ATOMIC_RELAXED) <= 0)
 		return;
 	va_start(ap, fmt);
 	vlog(LOG_DEBUG, sid, fmt, ap);

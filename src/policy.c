@@ -363,6 +363,13 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 	}
 	if (stage == PS_EOM && j->v.action == POLICY_CONTINUE)
 		j->rules = true;
+	if (!s->w->base) {
+		/* Milter mode: libmilter's thread may wait; no loop to post to. */
+		job_work(j);
+		finish(s, j);
+		free(j);
+		return;
+	}
 	bool blocking = j->spf || j->dkim ||
 		(j->rules && s->cf->rules && rules_stage_has_limit(s->cf->rules, (enum rules_stage)stage) &&
 		 ratelimit_may_block(srv->ratelimit));

@@ -17,6 +17,8 @@ import time
 import harness
 
 CTL = os.path.join(harness.BUILD, "ravelinctl")
+F2B_REGEX = "/usr/bin/fail2ban-regex"
+F2B_FILTER = os.path.join(harness.ROOT, "etc", "fail2ban", "filter.d", "ravelin.conf")
 HOST = "mx.test.example"
 
 
@@ -165,3 +167,23 @@ def peer_cn(port, implicit=False, ctx=None):
     r = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
                        capture_output=True, check=True)
     return r.stdout.decode().strip().split("CN", 1)[1].lstrip(" =")
+
+
+def syslog_copy(r, tmp, needle):
+    """ravelin's stderr lines holding needle, rewritten with the prefix
+    syslog gives them ("Jan  5 10:00:00 mx ravelin[PID]: SID: ..."), so
+    fail2ban-regex judges the very text ravelin wrote."""
+    out = []
+    for line in r.log().splitlines():
+        if needle in line and "]: " in line:
+            prog, _, rest = line.partition(" ")[2].partition("]: ")
+            out.append("Jan  5 10:00:00 mx %s]: %s\n" % (prog, rest))
+    assert out, "no log line with %r" % needle
+    return write(tmp, "syslog-copy", "".join(out))
+
+
+def fail2ban_regex(path, *extra):
+    """fail2ban-regex over path with the shipped filter; its stdout."""
+    r = subprocess.run([F2B_REGEX] + list(extra) + [path, F2B_FILTER], capture_output=True,
+                       timeout=120)
+    return r.stdout.decode("utf-8", "replace")

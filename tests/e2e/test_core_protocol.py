@@ -29,7 +29,7 @@ def test_pipelined_transaction_in_one_write_replies_in_order(proxy):
     assert c.cmd("QUIT")[0] == 221
     msgs = proxy.backend.messages()
     assert len(msgs) == 1
-    assert msgs[0]["data"] == MSG
+    assert msgs[0]["body"] == MSG
     assert msgs[0]["rcpts"] == ["TO:<u@example.org>", "TO:<v@example.org>"]
 
 
@@ -48,7 +48,7 @@ def test_whole_session_in_one_write_with_refused_rcpt(proxy):
     assert "Relay access denied" in got[2][1]
     assert c.closed()
     msgs = proxy.backend.messages()
-    assert [m["data"] for m in msgs] == [MSG, msg(2)]
+    assert [m["body"] for m in msgs] == [MSG, msg(2)]
     assert msgs[0]["rcpts"] == ["TO:<u@example.org>"]
     assert msgs[1]["mail"] == "FROM:<b@sender.example>"
 
@@ -69,7 +69,7 @@ def test_several_messages_in_one_session_with_smtplib(proxy):
             s.sendmail("a@sender.example", ["u@example.org"], msg(i))
             if i == 2:
                 s.rset()
-    assert [m["data"] for m in proxy.backend.messages()] == [msg(i) for i in range(5)]
+    assert [m["body"] for m in proxy.backend.messages()] == [msg(i) for i in range(5)]
 
 
 def test_data_with_every_rcpt_refused_is_554_and_nothing_forwarded(proxy):
@@ -83,7 +83,7 @@ def test_data_with_every_rcpt_refused_is_554_and_nothing_forwarded(proxy):
     # The pipelined message text that followed is read as commands (RFC 2920).
     assert c.cmd("RSET")[0] == 250
     assert c.message("a@sender.example", ["u@example.org"], MSG)[0] == 250
-    assert [m["data"] for m in proxy.backend.messages()] == [MSG]
+    assert [m["body"] for m in proxy.backend.messages()] == [MSG]
 
 
 # ---- commands ----
@@ -223,7 +223,7 @@ def test_body_8bitmime_is_forwarded(proxy):
     assert c.message("a@sender.example", ["u@example.org"], body, " BODY=8BITMIME")[0] == 250
     m = proxy.backend.messages()[0]
     assert m["mail"] == "FROM:<a@sender.example> BODY=8BITMIME"
-    assert m["data"] == body
+    assert m["body"] == body
 
 
 def test_smtputf8_address_is_accepted_and_forwarded(proxy):
@@ -274,5 +274,5 @@ def test_swaks_pipelined_message(proxy):
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     msgs = proxy.backend.messages()
     assert len(msgs) == 1
-    assert b"Subject: from swaks" in msgs[0]["data"] and b"swaks body" in msgs[0]["data"]
+    assert b"Subject: from swaks" in msgs[0]["body"] and b"swaks body" in msgs[0]["body"]
     assert msgs[0]["xclient"]["HELO"] == "swaks.test"

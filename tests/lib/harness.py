@@ -62,6 +62,7 @@ class Backend:
             for line in f:
                 m = json.loads(line)
                 m["data"] = base64.b64decode(m["data"])
+                m["body"] = strip_added(m["data"])
                 out.append(m)
         return out
 
@@ -131,6 +132,22 @@ dns_resolver 127.0.0.1:%d
 dns_timeout 2s
 %s
 """ % (port, profile, flags, backend_port, mode, dns_port, extra)
+
+
+ADDED_FIELDS = (b"authentication-results:", b"received-spf:")
+
+
+def strip_added(data):
+    """The message as the client sent it: data without the header fields
+    ravelin prepends (Authentication-Results, Received-SPF). Only fields
+    at the very top are removed, so a client's own are kept."""
+    lines = data.split(b"\r\n")
+    i = 0
+    while i < len(lines) and lines[i].lower().startswith(ADDED_FIELDS):
+        i += 1
+        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            i += 1
+    return b"\r\n".join(lines[i:])
 
 
 def proxy_v1(src, dst="127.0.0.1", sport=40000, dport=25):
