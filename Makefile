@@ -97,7 +97,7 @@ fuzz:
 	$(MAKE) -f tests/fuzz/Makefile
 
 run: all
-	sh tests/demo.sh
+	BUILD=$(BUILD) sh tests/demo.sh
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \

@@ -454,9 +454,22 @@ finish_cmd(struct backend *be, int code)
 		}
 		/* DATA refused: that is the message's answer. */
 	}
+	bool data_refused = be->phase == BP_DATA;
 	be->phase = BP_READY;
 	be->cur = NULL;
 	event_del(be->timer);
+	if (data_refused) {
+		/* The backend still holds the envelope (RFC 5321 4.1.1.4): end
+		 * it before anything the callback may queue (the next MAIL). */
+		struct be_cmd *rs = calloc(1, sizeof(*rs));
+		if (rs && (rs->line = strdup("RSET\r\n"))) {
+			rs->next = be->head;
+			be->head = rs;
+			if (!be->tail)
+				be->tail = rs;
+		} else
+			free(rs);
+	}
 	if (c->cb)
 		c->cb(be->s, &r);
 	if (be->zombie) {

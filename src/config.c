@@ -477,7 +477,11 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 	p->seen[i] = 1;
 
 	char *slot = (char *)cf + d->offset;
-	const char *v = argv[1];
+	const char *v = argc > 1 ? argv[1] : "";
+	if (argc < 2 && (d->type == CT_DOMAINS || d->type == CT_NETWORKS)) {
+		perr(p, file, line, "%s: expected at least one entry or @FILE", argv[0]);
+		return;
+	}
 	switch (d->type) {
 	case CT_STRING:
 		set_string((char **)slot, v);
@@ -493,7 +497,8 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 		if (n > 2 && strcmp(v + n - 2, "ms") == 0) {
 			char buf[32];
 			snprintf(buf, sizeof(buf), "%.*s", (int)(n - 2), v);
-			if (config_parse_duration(buf, &s) < 0)
+			/* Digits only: "5mms" is not 5 minutes of milliseconds. */
+			if (strspn(buf, "0123456789") != strlen(buf) || config_parse_duration(buf, &s) < 0)
 				perr(p, file, line, "%s: bad duration '%s'", argv[0], v);
 			else
 				*(unsigned *)slot = s;

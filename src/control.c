@@ -47,6 +47,7 @@
 
 /* Project. */
 #include "control.h"
+#include "log.h"
 #include "stats.h"
 
 /* Clients served at once; more are closed at accept (the socket is local and trusted-ish). */
@@ -59,6 +60,7 @@ struct control_conn {
 	int closing;		/* answer sent and write side shut down */
 	int eof;		/* the client has closed its side */
 	int privileged;		/* peer uid is 0 or ours */
+	long uid;		/* peer uid, -1 when unknown (for the log) */
 	TAILQ_ENTRY(control_conn) entry;
 };
 
@@ -236,6 +238,7 @@ control_dispatch(struct control_conn *cc, char *line, struct evbuffer *out)
 		evbuffer_add_printf(out, "error: out of memory\n");
 		return;
 	}
+	log_debug(NULL, "stats socket: uid %ld: %s", cc->uid, line);
 	p = line;
 	verb = control_word(&p);
 	obj = verb ? control_word(&p) : NULL;
@@ -248,8 +251,10 @@ control_dispatch(struct control_conn *cc, char *line, struct evbuffer *out)
 			evbuffer_add_printf(out, "error: permission denied\n");
 		else if (c->ops.reload == NULL)
 			evbuffer_add_printf(out, "error: not available\n");
-		else
+		else {
+			log_info(NULL, "reload requested on the stats socket by uid %ld", cc->uid);
 			control_run_cb(out, c->ops.reload(c->arg, tmp), tmp, 1);
+		}
 	} else if (strcasecmp(verb, "clear") == 0 && obj != NULL &&
 	    strcasecmp(obj, "ratelimit") == 0)
 		control_ratelimit(cc, 1, p, out, tmp);
@@ -400,9 +405,12 @@ control_acceptcb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *
 		close(fd);
 		return;
 	}
+	cc->uid = -1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 &&
-	    credlen == sizeof(cred))
+	    credlen == sizeof(cred)) {
 		cc->privileged = cred.uid == 0 || cred.uid == geteuid();
+		cc->uid = (long)cred.uid;
+	}
 	if ((cc->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		close(fd);
 		free(cc);

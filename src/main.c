@@ -6,6 +6,9 @@
  */
 
 /* System. */
+#include <link.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,8 @@
 #include <openssl/crypto.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <spf2/spf.h>
+#include <dkim.h>
 #include <unbound.h>
 
 /* Project. */
@@ -39,15 +44,45 @@ print_error(void *arg, const char *msg)
 	(*n)++;
 }
 
-/* versions - ravelin -V. */
+/* A linked library looked up by name among the loaded objects. */
+struct lib_want {
+	const char *name;
+	char version[64];
+};
+
+/* lib_file - the name of the file a linked library was loaded from. */
+static int
+lib_file(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct lib_want *want = arg;
+	char real[PATH_MAX];
+	const char *base;
+
+	if (!info->dlpi_name || !strstr(info->dlpi_name, want->name) ||
+	    !realpath(info->dlpi_name, real))
+		return 0;
+	base = strrchr(real, '/');
+	base = base ? base + 1 : real;
+	/* The file name carries the library's own version: libopendmarc.so.2.0.3. */
+	snprintf(want->version, sizeof(want->version), "%.60s", base);
+	return 1;
+}
+
+/* versions - ravelin -V: ours, then each linked library's own report. */
 static void
 versions(void)
 {
 	char pcre[64] = "";
+	struct lib_want dmarc = { "libopendmarc", "unknown" };
 	unsigned int mmaj = 0, mmin = 0, mpl = 0;
+	int smaj = 0, smin = 0, spl = 0;
+	uint32_t dk = dkim_libversion();
 
 	pcre2_config(PCRE2_CONFIG_VERSION, pcre);
 	smfi_version(&mmaj, &mmin, &mpl);
+	SPF_get_lib_version(&smaj, &smin, &spl);
+	/* libopendmarc has no version call: name the file the loader picked. */
+	dl_iterate_phdr(lib_file, &dmarc);
 	printf("ravelin %s\n", RAVELIN_VERSION);
 	printf("libevent %s\n", event_get_version());
 	printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
@@ -56,7 +91,9 @@ versions(void)
 	printf("hiredis %d.%d.%d\n", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
 	printf("libmilter %u.%u.%u\n", mmaj, mmin, mpl);
 	printf("libpsl %s\n", psl_get_version());
-	printf("libspf2 1.2 (no runtime version call)\nlibopendkim (see ldd)\nlibopendmarc (see ldd)\n");
+	printf("libspf2 %d.%d.%d\n", smaj, smin, spl);
+	printf("libopendkim %u.%u.%u\n", dk >> 24, (dk >> 16) & 0xff, (dk >> 8) & 0xff);
+	printf("libopendmarc %s (no run-time version call)\n", dmarc.version);
 }
 
 /* usage - the synopsis. */

@@ -18,6 +18,7 @@
 /* System. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,7 +319,10 @@ out_eol(struct msg_parser *p)
 	if (p->msg.size > p->lim.max_size)
 		problem(p, MSG_TOO_BIG);
 	if (p->in_headers) {
+		/* The CRLFs count towards the header section's bytes too. */
 		p->header_bytes += 2;
+		if (p->header_bytes > p->lim.max_header_bytes)
+			problem(p, MSG_HEADER_TOO_BIG);
 		header_eol(p);
 	} else
 		body_eol(p);
@@ -346,6 +350,27 @@ count(struct msg_parser *p, size_t n)
 	p->linelen += n;
 	if (p->linelen > MSG_LINE_MAX && !p->lim.long_lines_pass)
 		problem(p, MSG_LONG_LINE);
+}
+
+/* run_cap - the longest run of content octets that crosses a limit (line,
+ * size, header bytes) at most at its last octet: limits are then checked
+ * at the exact octet that crosses them, so the first problem, the one the
+ * client hears about, does not depend on how TCP split the input. */
+static size_t
+run_cap(const struct msg_parser *p)
+{
+	size_t cap = SIZE_MAX, room;
+
+	if (p->msg.problem != MSG_OK)
+		return cap;
+	if (!p->lim.long_lines_pass && p->linelen <= MSG_LINE_MAX)
+		cap = MSG_LINE_MAX + 1 - p->linelen;
+	if (p->msg.size <= p->lim.max_size && (room = p->lim.max_size - p->msg.size) < cap)
+		cap = room + 1;
+	if (p->in_headers && p->header_bytes <= p->lim.max_header_bytes &&
+	    (room = p->lim.max_header_bytes - p->header_bytes) < cap)
+		cap = room + 1;
+	return cap;
 }
 
 /* msg_parser_feed - consume bytes up to and including the terminator. */
@@ -398,8 +423,9 @@ msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
 			continue;
 		case ST_TEXT: {
 			/* Fast path: a run of ordinary octets. */
-			size_t j = i;
-			while (j < len && buf[j] != '\r' && buf[j] != '\n' && buf[j] != '\0')
+			size_t j = i, cap = run_cap(p);
+			size_t end = cap < len - i ? i + cap : len;
+			while (j < end && buf[j] != '\r' && buf[j] != '\n' && buf[j] != '\0')
 				j++;
 			if (j > i) {
 				out_bytes(p, buf + i, j - i);

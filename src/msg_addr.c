@@ -21,18 +21,61 @@
 
 /* finish - split and store one mailbox; false on a syntax error. */
 static bool
-finish(const char *addr, size_t alen, const char *name, size_t nlen, struct msg_addr *out,
+finish(const char *raw, size_t rlen, const char *name, size_t nlen, struct msg_addr *out,
        size_t max, int *count)
 {
-	/* Trim spaces around the address. */
-	while (alen && isspace((unsigned char)*addr))
-		addr++, alen--;
-	while (alen && isspace((unsigned char)addr[alen - 1]))
-		alen--;
-	if (alen == 0)
-		return nlen == 0;       /* empty element ("a@b, , c@d") */
+	char addr[MSG_ADDR_MAX];
+	size_t alen = 0;
 	const char *at = NULL;
 	bool inq = false;
+
+	/* Trim spaces around the address. */
+	while (rlen && isspace((unsigned char)*raw))
+		raw++, rlen--;
+	while (rlen && isspace((unsigned char)raw[rlen - 1]))
+		rlen--;
+	if (rlen == 0)
+		return nlen == 0;       /* empty element ("a@b, , c@d") */
+	/* obs-route ("@relay.example,@b.example:user@example.org"): drop it. */
+	if (*raw == '@') {
+		const char *colon = memchr(raw, ':', rlen);
+		if (!colon)
+			return false;
+		rlen -= (size_t)(colon + 1 - raw);
+		raw = colon + 1;
+	}
+	/*
+	 * Copy, dropping the white space RFC 5322's obsolete syntax allows
+	 * around '.' and '@' ("john . doe @ example . org"); any other space
+	 * outside quotes ("john doe@example.org") is an error.
+	 */
+	for (size_t i = 0; i < rlen; i++) {
+		char c = raw[i];
+		if (c == '"')
+			inq = !inq;
+		else if (c == '\\' && inq && i + 1 < rlen) {
+			if (alen + 2 >= sizeof(addr))
+				return false;
+			addr[alen++] = c;
+			c = raw[++i];
+		} else if (!inq && isspace((unsigned char)c)) {
+			size_t j = i;
+			while (j < rlen && isspace((unsigned char)raw[j]))
+				j++;
+			char prev = alen ? addr[alen - 1] : '\0', next = j < rlen ? raw[j] : '\0';
+			if (prev != '.' && prev != '@' && next != '.' && next != '@')
+				return false;
+			i = j - 1;
+			continue;
+		} else if (!inq && (c == '<' || c == '>'))
+			return false;
+		if (alen + 1 >= sizeof(addr))
+			return false;   /* longer than any address can be */
+		addr[alen++] = c;
+	}
+	if (inq)
+		return false;
+	inq = false;
 	for (size_t i = 0; i < alen; i++) {
 		if (addr[i] == '"')
 			inq = !inq;
@@ -42,16 +85,15 @@ finish(const char *addr, size_t alen, const char *name, size_t nlen, struct msg_
 			if (at)
 				return false;
 			at = addr + i;
-		} else if (!inq && (isspace((unsigned char)addr[i]) || addr[i] == '<' || addr[i] == '>'))
-			return false;
+		}
 	}
-	if (!at || at == addr || at == addr + alen - 1 || alen >= MSG_ADDR_MAX)
+	if (!at || at == addr || at == addr + alen - 1)
+		return false;
+	size_t ll = (size_t)(at - addr), dl = alen - ll - 1;
+	if (dl >= sizeof(out->domain))
 		return false;
 	if ((size_t)*count < max) {
 		struct msg_addr *m = &out[*count];
-		size_t ll = (size_t)(at - addr), dl = alen - ll - 1;
-		if (dl >= sizeof(m->domain))
-			return false;
 		memcpy(m->addr, addr, ll + 1);
 		for (size_t i = 0; i < dl; i++)
 			m->domain[i] = (char)tolower((unsigned char)at[1 + i]);
@@ -78,7 +120,8 @@ msg_addr_parse(const char *value, size_t len, struct msg_addr *out, size_t max)
 	size_t pn = 0, nn = 0;
 	int count = 0, depth = 0;
 	bool inq = false, angle = false, had_angle = false;
-	char addr[MSG_ADDR_MAX];
+	/* As long as the input: finish() refuses what is too long, nothing is cut. */
+	char addr[sizeof(plain)];
 	size_t an = 0;
 
 	if (len >= sizeof(plain))
@@ -98,6 +141,11 @@ msg_addr_parse(const char *value, size_t len, struct msg_addr *out, size_t max)
 		}
 		if (inq) {
 			if (c == '\\' && i + 1 < len) {
+				/* A quoted-pair: the address keeps it, the name only the character. */
+				if (angle)
+					addr[an++] = c;
+				else
+					plain[pn++] = c;
 				c = value[++i];
 			} else if (c == '"') {
 				inq = false;

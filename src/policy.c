@@ -30,6 +30,7 @@
 #include "authres.h"
 #include "check_dkim.h"
 #include "check_dmarc.h"
+#include "check_ptr.h"
 #include "check_relay.h"
 #include "check_spf.h"
 #include "checkpool.h"
@@ -53,7 +54,7 @@ struct policy_job {
 	enum policy_stage stage;
 	policy_done_fn *done;
 	struct policy_verdict v;
-	bool spf, dkim, rules;
+	bool ptr, spf, dkim, rules;
 	struct rules_result rr;
 };
 
@@ -249,6 +250,10 @@ apply_rules(struct smtp_session *s, const struct rules_result *rr, struct policy
 		stats_inc_label(s->w->stats, STATS_RULE_HITS, rr->hits[i]);
 	for (unsigned i = 0; i < rr->nlogs; i++)
 		log_info(s->id, "rule %s: %s", rr->logs[i].rule, rr->logs[i].text);
+	/* ravelin.rules(5): a score's reason is logged, so operators can tune. */
+	for (unsigned i = 0; i < rr->nscores; i++)
+		log_info(s->id, "rule %s: score %+g \"%s\"", rr->scores[i].rule, rr->scores[i].delta,
+			 rr->scores[i].reason);
 	if (s->txn)
 		st->txn_score += rr->score;
 	else
@@ -282,6 +287,12 @@ job_work(void *arg)
 {
 	struct policy_job *j = arg;
 
+	if (j->ptr) {
+		struct smtp_session *s = j->s;
+		unsigned budget = s->cf->dns_timeout_ms < 3000 ? s->cf->dns_timeout_ms : 3000;
+		check_ptr(s->w->srv->dns, (struct sockaddr *)&s->peer, budget, s->client_name,
+			  sizeof(s->client_name));
+	}
 	if (j->spf)
 		run_spf(j->s);
 	if (j->dkim)
@@ -358,6 +369,7 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 	if (j->v.action == POLICY_CONTINUE) {
 		bool trusted = check_relay_trusted(s->cf, s);
 		j->spf = stage == PS_MAIL && !trusted;
+		j->ptr = stage == PS_CONNECT;
 		j->dkim = stage == PS_EOM;
 		j->rules = true;
 	}
@@ -370,7 +382,7 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 		free(j);
 		return;
 	}
-	bool blocking = j->spf || j->dkim ||
+	bool blocking = j->ptr || j->spf || j->dkim ||
 		(j->rules && s->cf->rules && rules_stage_has_limit(s->cf->rules, (enum rules_stage)stage) &&
 		 ratelimit_may_block(srv->ratelimit));
 	if (!blocking) {
@@ -502,10 +514,14 @@ policy_headers(struct smtp_session *s, struct evbuffer *out)
 bool
 policy_drop_header(struct smtp_session *s, const char *raw, size_t len)
 {
-	struct msg_header h = { (char *)raw, len, strcspn(raw, ":") };
+	/* raw is not NUL-terminated: find the colon within len only. */
+	const char *colon = memchr(raw, ':', len);
+	struct msg_header h = { (char *)raw, len, colon ? (size_t)(colon - raw) : len };
 	size_t vlen;
 	char val[2048];
 
+	if (!colon)
+		return false;
 	while (h.name_len && (raw[h.name_len - 1] == ' ' || raw[h.name_len - 1] == '\t'))
 		h.name_len--;
 	if (!msg_header_is(&h, "Authentication-Results"))

@@ -144,6 +144,16 @@ get(void *ctx, enum rules_field f, const char *arg, unsigned i, struct rules_val
 			return false;
 		return str(out, f == RULES_F_RCPT ? t->rcpts[i].addr : t->rcpts[i].domain);
 	}
+	if (f == RULES_F_DKIM_DOMAIN) {
+		/* Multi-valued: the d= of each signature that verified. */
+		unsigned k = 0;
+		for (size_t n = 0; st->dkim_ran && st->dkim && n < dkimv_nsigs(st->dkim); n++) {
+			const struct dkimv_sig *sig = dkimv_sig(st->dkim, n);
+			if (sig->result == DKIMV_PASS && sig->domain[0] && k++ == i)
+				return str(out, sig->domain);
+		}
+		return false;
+	}
 	if (i)
 		return false;
 	switch (f) {
@@ -201,8 +211,6 @@ get(void *ctx, enum rules_field f, const char *arg, unsigned i, struct rules_val
 		return true;
 	case RULES_F_DKIM:
 		return st->dkim_ran ? str(out, dkimv_result_str(st->dkim_best)) : false;
-	case RULES_F_DKIM_DOMAIN:
-		return st->dkim_ran && st->dkim_domain[0] ? str(out, st->dkim_domain) : false;
 	case RULES_F_DMARC:
 		return st->dmarc_ran ? str(out, dmarcv_result_str(st->dmarc.result)) :
 		       st->dkim_ran ? str(out, "none") : false;
@@ -257,10 +265,32 @@ policy_merge_result(struct rules_result *into, const struct rules_result *one)
 		into->verdict_rule = one->verdict_rule;
 	}
 	into->score += one->score;
-	for (unsigned i = 0; i < one->nhits && into->nhits < RULES_RESULT_MAX_HITS; i++)
-		into->hits[into->nhits++] = one->hits[i];
-	for (unsigned i = 0; i < one->nheaders && into->nheaders < RULES_RESULT_MAX_HEADERS; i++)
-		into->headers[into->nheaders++] = one->headers[i];
-	for (unsigned i = 0; i < one->nlogs && into->nlogs < RULES_RESULT_MAX_LOGS; i++)
-		into->logs[into->nlogs++] = one->logs[i];
+	for (unsigned i = 0; i < one->nscores; i++) {
+		if (into->nscores < RULES_RESULT_MAX_SCORES)
+			into->scores[into->nscores++] = one->scores[i];
+		else
+			into->scores_dropped++;
+	}
+	into->scores_dropped += one->scores_dropped;
+	into->hits_dropped += one->hits_dropped;
+	into->headers_dropped += one->headers_dropped;
+	into->logs_dropped += one->logs_dropped;
+	for (unsigned i = 0; i < one->nhits; i++) {
+		if (into->nhits < RULES_RESULT_MAX_HITS)
+			into->hits[into->nhits++] = one->hits[i];
+		else
+			into->hits_dropped++;
+	}
+	for (unsigned i = 0; i < one->nheaders; i++) {
+		if (into->nheaders < RULES_RESULT_MAX_HEADERS)
+			into->headers[into->nheaders++] = one->headers[i];
+		else
+			into->headers_dropped++;
+	}
+	for (unsigned i = 0; i < one->nlogs; i++) {
+		if (into->nlogs < RULES_RESULT_MAX_LOGS)
+			into->logs[into->nlogs++] = one->logs[i];
+		else
+			into->logs_dropped++;
+	}
 }

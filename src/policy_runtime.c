@@ -203,16 +203,29 @@ policy_runtime_rl_show(void *arg, const char *key, struct evbuffer *out)
 	return 0;
 }
 
-/* policy_runtime_rl_clear - `clear ratelimit KEY`. */
+/* policy_runtime_rl_clear - `clear ratelimit KEY` or `KEY/PERIOD` (as shown):
+ * "ok" when a key was removed, an error when there was none (control.h). */
 int
 policy_runtime_rl_clear(void *arg, const char *key, struct evbuffer *out)
 {
 	struct server *srv = arg;
+	const char *slash = strrchr(key, '/');
+	char k[600];
+
 	int r = ratelimit_clear(srv->ratelimit, key);
+	if (r == 0 && slash && slash[1] && strspn(slash + 1, "0123456789") == strlen(slash + 1)) {
+		/* "RULE:KEY/PERIOD", the form `show ratelimit` takes; keys may hold '/'
+		 * themselves (client.net), so the exact key was tried first. */
+		snprintf(k, sizeof(k), "%.*s", (int)(slash - key), key);
+		r = ratelimit_clear(srv->ratelimit, k);
+	}
 	if (r < 0) {
 		evbuffer_add_printf(out, "store error");
 		return -1;
 	}
-	evbuffer_add_printf(out, r ? "cleared %s\n" : "no such key %s\n", key);
+	if (r == 0) {
+		evbuffer_add_printf(out, "no such key: %s", key);
+		return -1;
+	}
 	return 0;
 }

@@ -5,8 +5,8 @@
  *   ravelinctl [-s SOCKET] top [-n COUNT] [-d SECONDS]
  *
  * A command's words are joined into one line; the answer is printed as is.
- * Exit status 1 when the socket cannot be reached or the answer starts with
- * "error:". `top` polls `show stats` and `show info` and redraws a plain
+ * Exit status 1 when the socket cannot be reached, the answer starts with
+ * "error:", or it is empty where it never is (all but the lists). `top` polls `show stats` and `show info` and redraws a plain
  * ANSI screen with per-second rates taken from two successive snapshots.
  * It reads only the JSON stats_json() writes (an object of integers and
  * objects of integers) with a small strict parser of its own.
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -650,6 +651,15 @@ main(int argc, char **argv)
 	}
 	fwrite(ans.p, 1, ans.len, stdout);
 	rc = strncmp(ans.p, "error:", 6) == 0 ? 1 : 0;
+	/*
+	 * Only a list may be empty; any other command always gets text (at
+	 * least "ok"), so nothing means the daemon died while answering.
+	 */
+	if (ans.len == 0 && !(argc >= 2 && strcasecmp(argv[0], "show") == 0 &&
+	    (strcasecmp(argv[1], "sessions") == 0 || strcasecmp(argv[1], "ratelimit") == 0))) {
+		fprintf(stderr, "ravelinctl: %s: empty answer\n", path);
+		rc = 1;
+	}
 	free(cmd.p);
 	free(ans.p);
 	return rc;

@@ -191,26 +191,35 @@ collect(void *arg, const char *msg)
 	}
 }
 
+/*
+ * SIGHUP (main thread) and `reload` (control thread) may arrive together;
+ * one reload at a time keeps policy_runtime_reload single-threaded.
+ */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* server_reload - build a new configuration; on any error keep the old. */
 int
 server_reload(struct server *srv, char *err, size_t errlen)
 {
 	struct errbuf eb = { err, errlen, 0 };
 	struct stats_worker *sw = srv->workers[0].stats;
+	int rc = -1;
 
 	err[0] = '\0';
+	pthread_mutex_lock(&reload_lock);
 	struct config *cf = config_load(srv->config_path, collect, &eb);
 	if (cf && server_build(cf, collect, &eb) < 0)
 		cf = config_unref(cf);
 	if (!cf) {
 		log_warnx(NULL, "reload failed; the running configuration stays in force");
 		stats_inc(sw, STATS_CONFIG_RELOAD_FAILURES_TOTAL);
-		return -1;
+		goto done;
 	}
 	if (policy_runtime_reload(srv, cf, err, errlen) < 0) {
+		log_warnx(NULL, "reload failed: %s; the running configuration stays in force", err);
 		config_unref(cf);
 		stats_inc(sw, STATS_CONFIG_RELOAD_FAILURES_TOTAL);
-		return -1;
+		goto done;
 	}
 	if (cf->nlistens != srv->cf->nlistens)
 		log_warnx(NULL, "reload: listen lines changed; they take effect at the next restart");
@@ -218,10 +227,14 @@ server_reload(struct server *srv, char *err, size_t errlen)
 	struct config *old = srv->cf;
 	srv->cf = cf;
 	pthread_mutex_unlock(&srv->cf_lock);
+	log_set_verbose(cf->log_verbose);
 	config_unref(old);
 	stats_inc(sw, STATS_CONFIG_RELOADS_TOTAL);
 	log_info(NULL, "reloaded %s (%zu rule files)", cf->path, cf->nrule_files);
-	return 0;
+	rc = 0;
+done:
+	pthread_mutex_unlock(&reload_lock);
+	return rc;
 }
 
 /* ---- per-address session counts ---- */
@@ -370,14 +383,35 @@ worker_main(void *arg)
 	return NULL;
 }
 
-/* worker_stop_accepting - runs on the worker: close its listeners. */
+/* Workers that have let go of the listening sockets (SIGTERM). */
+static unsigned stopped_accepting;
+
+/*
+ * worker_stop_accepting - runs on the worker: drop its listeners. The last
+ * worker to do so closes the shared sockets, so that new connections are
+ * refused by the kernel (and those waiting in the backlog reset) instead
+ * of hanging unanswered until the process exits. Closing earlier would
+ * leave a descriptor registered in another worker's epoll set.
+ */
 static void
 worker_stop_accepting(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	for (unsigned i = 0; i < w->srv->nlisteners; i++)
-		if (w->lev[i])
-			evconnlistener_disable(w->lev[i]);
+	struct server *srv = w->srv;
+
+	for (unsigned i = 0; i < srv->nlisteners; i++)
+		if (w->lev[i]) {
+			evconnlistener_free(w->lev[i]);
+			w->lev[i] = NULL;
+		}
+	if (__atomic_add_fetch(&stopped_accepting, 1, __ATOMIC_ACQ_REL) < srv->nworkers)
+		return;
+	for (unsigned i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i].fd >= 0) {
+			close(srv->listeners[i].fd);
+			srv->listeners[i].fd = -1;
+		}
+	log_info(NULL, "listening sockets closed");
 }
 
 /* worker_sweep - runs on the worker: 421 to idle sessions, or to all. */
@@ -408,8 +442,17 @@ struct mainloop {
 	struct server *srv;
 	struct event_base *base;
 	struct event *sigterm, *sigint, *sighup, *tick;
-	time_t deadline;
+	double deadline;	/* monotonic seconds */
 };
+
+/* mono_now - monotonic seconds; shutdown_timeout is not rounded to a second. */
+static double
+mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* on_sighup - reload. */
 static void
@@ -441,11 +484,11 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(m->base, NULL);
 		return;
 	}
-	if (time(NULL) >= m->deadline && srv->stopping == 1) {
+	if (mono_now() >= m->deadline && srv->stopping == 1) {
 		log_info(NULL, "shutdown_timeout reached: closing %u sessions", n);
 		srv->stopping = 2;
-		m->deadline = time(NULL) + 5;
-	} else if (srv->stopping == 2 && time(NULL) >= m->deadline) {
+		m->deadline = mono_now() + 5;
+	} else if (srv->stopping == 2 && mono_now() >= m->deadline) {
 		log_warnx(NULL, "%u sessions did not close; exiting", n);
 		event_base_loopexit(m->base, NULL);
 		return;
@@ -468,7 +511,7 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 		 __atomic_load_n(&srv->sessions, __ATOMIC_RELAXED));
 	srv->stopping = 1;
 	struct config *cf = server_config(srv);
-	m->deadline = time(NULL) + cf->shutdown_timeout;
+	m->deadline = mono_now() + cf->shutdown_timeout;
 	config_unref(cf);
 	post(srv, worker_stop_accepting);
 	on_tick(-1, 0, m);
@@ -494,6 +537,9 @@ drop_privileges(const struct config *cf)
 		log_warnx(NULL, "user %s: no such user", cf->user);
 		return -1;
 	}
+	/* Started as that user already (a test, a systemd User=): nothing to drop. */
+	if (geteuid() != 0 && geteuid() == pw->pw_uid && getuid() == pw->pw_uid)
+		return 0;
 	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		log_warnx(NULL, "cannot become %s: %s", cf->user, strerror(errno));
 		return -1;
@@ -589,6 +635,18 @@ server_run(const char *config_path, struct config *cf)
 		return 1;
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Until the main loop handles them, SIGHUP/SIGTERM/SIGINT stay pending
+	 * instead of killing a daemon that is still starting (a SIGHUP from a
+	 * too-early logrotate, say). Threads started meanwhile inherit the
+	 * mask, so the main thread is the one that receives them.
+	 */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	pthread_mutex_init(&srv->cf_lock, NULL);
 	pthread_mutex_init(&srv->iplock, NULL);
 	srv->cf = cf;
@@ -613,14 +671,38 @@ server_run(const char *config_path, struct config *cf)
 		}
 		log_info(NULL, "listening on %s (%s)", li->conf.text, config_profile_name(li->conf.profile));
 	}
+	/*
+	 * The workers exist (loops not yet running) before the stats socket
+	 * opens: its callbacks walk them, and `reload` counts on them.
+	 */
+	srv->nworkers = cf->workers;
+	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
+		w->srv = srv;
+		w->id = i;
+		pthread_mutex_init(&w->lock, NULL);
+		w->base = event_base_new();
+		w->stats = stats_worker_new(srv->stats);
+		w->lev = calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof(*w->lev));
+		for (unsigned k = 0; k < srv->nlisteners; k++) {
+			w->lev[k] = evconnlistener_new(w->base, accept_cb, &srv->listeners[k],
+						       LEV_OPT_CLOSE_ON_EXEC, -1, srv->listeners[k].fd);
+			if (w->lev[k])
+				evconnlistener_set_error_cb(w->lev[k], accept_error_cb);
+		}
+	}
 	if (cf->stats_socket) {
 		static const struct control_ops ops = {
 			.info = ctl_info, .sessions = ctl_sessions, .reload = ctl_reload,
 			.config = ctl_config, .ratelimit_show = policy_runtime_rl_show,
 			.ratelimit_clear = policy_runtime_rl_clear,
 		};
-		srv->control = control_new(cf->stats_socket, 0660, (uid_t)-1, (gid_t)-1, srv->stats,
-					   &ops, srv, err, sizeof(err));
+		/* Group of `user`, so that its group may read the counters. */
+		struct passwd *pw = cf->user ? getpwnam(cf->user) : NULL;
+		srv->control = control_new(cf->stats_socket, 0660, (uid_t)-1,
+					   pw ? pw->pw_gid : (gid_t)-1, srv->stats, &ops, srv, err,
+					   sizeof(err));
 		if (!srv->control) {
 			log_warnx(NULL, "stats_socket %s: %s", cf->stats_socket, err);
 			return 1;
@@ -638,24 +720,8 @@ server_run(const char *config_path, struct config *cf)
 	}
 	policy_runtime_probe_backend(srv);
 
-	srv->nworkers = cf->workers;
-	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
-	for (unsigned i = 0; i < srv->nworkers; i++) {
-		struct worker *w = &srv->workers[i];
-		w->srv = srv;
-		w->id = i;
-		pthread_mutex_init(&w->lock, NULL);
-		w->base = event_base_new();
-		w->stats = stats_worker_new(srv->stats);
-		w->lev = calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof(*w->lev));
-		for (unsigned k = 0; k < srv->nlisteners; k++) {
-			w->lev[k] = evconnlistener_new(w->base, accept_cb, &srv->listeners[k],
-						       LEV_OPT_CLOSE_ON_EXEC, -1, srv->listeners[k].fd);
-			if (w->lev[k])
-				evconnlistener_set_error_cb(w->lev[k], accept_error_cb);
-		}
-		pthread_create(&w->thread, NULL, worker_main, w);
-	}
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
 	log_info(NULL, "ravelin %s started: %u workers, %zu backends, config %s", RAVELIN_VERSION,
 		 srv->nworkers, cf->nbackends, config_path);
 
@@ -669,6 +735,7 @@ server_run(const char *config_path, struct config *cf)
 	event_add(m.sigterm, NULL);
 	event_add(m.sigint, NULL);
 	event_add(m.sighup, NULL);
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	event_base_dispatch(m.base);
 
 	post(srv, worker_exit);
@@ -687,7 +754,8 @@ server_run(const char *config_path, struct config *cf)
 		pthread_mutex_destroy(&w->lock);
 	}
 	for (unsigned k = 0; k < srv->nlisteners; k++) {
-		close(srv->listeners[k].fd);
+		if (srv->listeners[k].fd >= 0)
+			close(srv->listeners[k].fd);
 		free(srv->listeners[k].conf.text);
 	}
 	event_free(m.sigterm);

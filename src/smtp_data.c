@@ -191,16 +191,19 @@ smtp_policy_refuse(struct smtp_session *s, int stage, const struct policy_verdic
 void
 smtp_txn_backend_refused(struct smtp_session *s, const char *stage, const struct backend_reply *r)
 {
-	char first[512];
+	char first[512], to[512] = "";
+	bool rcpt = strcmp(stage, "RCPT") == 0;
 
 	chomp_reply(r->text, r->len, first, sizeof(first));
 	if (s->txn) {
 		s->txn->last_refusal = r->code;
-		if (strcmp(stage, "RCPT") == 0)
+		if (rcpt)
 			stats_inc(s->w->stats, STATS_RECIPIENTS_REJECTED_TOTAL);
+		else
+			rcpt_list(s->txn, to, sizeof(to));
 	}
-	log_reject(s, stage, first, strcmp(stage, "RCPT") == 0 && s->txn ? s->txn->rcpt.addr : NULL,
-		   "backend");
+	/* to=<> names the refused recipient, or those of the refused message. */
+	log_reject(s, stage, first, rcpt && s->txn ? s->txn->rcpt.addr : to, "backend");
 	smtp_reply_raw(s, r->text, r->len);
 }
 

@@ -354,7 +354,18 @@ smtp_path_parse(const char *arg, bool is_mail, struct smtp_path *p)
 	 * a backend routes on. */
 	const char *mbox = s;
 	if (*s == '@') {
-		const char *colon = memchr(s, ':', plen);
+		/* The route ends at the first ':' outside an address literal
+		 * ("@[IPv6:2001:db8::1]:u@d" is one hop). */
+		const char *colon = NULL;
+		bool inlit = false;
+		for (const char *c = s; c < gt && !colon; c++) {
+			if (*c == '[')
+				inlit = true;
+			else if (*c == ']')
+				inlit = false;
+			else if (*c == ':' && !inlit)
+				colon = c;
+		}
 		if (!colon)
 			return SMTP_PATH_SYNTAX;
 		const char *c = s;
@@ -365,6 +376,9 @@ smtp_path_parse(const char *arg, bool is_mail, struct smtp_path *p)
 			while (e < colon && *e != ',')
 				e++;
 			if (!smtp_domain_valid(c + 1, e - c - 1, false) && !literal_valid(c + 1, e - c - 1))
+				return SMTP_PATH_SYNTAX;
+			/* "@a,:" - a comma promises another hop. */
+			if (e < colon && e + 1 == colon)
 				return SMTP_PATH_SYNTAX;
 			c = e < colon ? e + 1 : e;
 		}

@@ -341,6 +341,9 @@ command_policy_done(struct smtp_session *s, const struct policy_verdict *v)
 		smtp_resume(s);
 		return;
 	}
+	/* discard at mail, rcpt or data drops the whole message (milter semantics). */
+	if (v->action == POLICY_DISCARD && s->txn)
+		s->txn->discard = true;
 	c->proceed(s);
 }
 
@@ -473,6 +476,9 @@ greeting_policy_done(struct smtp_session *s, const struct policy_verdict *v)
 {
 	if (s->closed)
 		return;
+	/* Logged once the client's name is known (the connect stage looks it up). */
+	log_info(s->id, "connect from %s[%s] listener=%s", s->client_name, s->client_ip,
+		 config_profile_name(s->li->conf.profile));
 	if (v->action == POLICY_REJECT || v->action == POLICY_TEMPFAIL) {
 		/* As postscreen: the refusal replaces the banner, then close. */
 		log_info(s->id, "reject: CONNECT from %s[%s]: %s; rule=%s", s->client_name, s->client_ip,
@@ -491,8 +497,6 @@ smtp_greet(struct smtp_session *s)
 	struct server *srv = s->w->srv;
 
 	smtp_addr_format(s);
-	log_info(s->id, "connect from %s[%s] listener=%s", s->client_name, s->client_ip,
-		 config_profile_name(s->li->conf.profile));
 	if (!server_ip_acquire(srv, (struct sockaddr *)&s->peer, s->cf->max_sessions_per_ip)) {
 		log_info(s->id, "reject: too many connections from %s[%s]", s->client_name, s->client_ip);
 		smtp_reply_id(s, RPL_TOO_MANY_FROM_IP);
@@ -707,6 +711,10 @@ check_helo(struct smtp_session *s, const char *arg)
 	}
 	/* EHLO/HELO resets the transaction (RFC 5321 4.1.4). */
 	smtp_txn_abort(s);
+	/* The backend learnt the old name through XCLIENT: a new connection
+	 * at the next MAIL tells it the new one. */
+	if (s->be && strcmp(s->helo, arg) != 0)
+		s->be = (backend_free(s->be), NULL);
 	snprintf(s->helo, sizeof(s->helo), "%s", arg);
 	s->esmtp = s->pending_verb == SMTP_EHLO;
 	return 0;
@@ -771,9 +779,15 @@ mail_params(struct smtp_session *s, struct smtp_path *p, char *fwd, size_t fwdle
 		} else if (strcasecmp(k, "BODY") == 0) {
 			if (!v || (strcasecmp(v, "7BIT") != 0 && strcasecmp(v, "8BITMIME") != 0))
 				return RPL_PARAM_UNKNOWN;
+			/* Only what EHLO offered; the backend would refuse it anyway. */
+			pass = !(caps & BECAP_KNOWN) || (caps & BECAP_8BITMIME);
+			if (!pass && strcasecmp(v, "8BITMIME") == 0)
+				return RPL_PARAM_UNKNOWN;
 		} else if (strcasecmp(k, "SMTPUTF8") == 0) {
 			if (v)
 				return RPL_PARAM_SYNTAX;
+			if ((caps & BECAP_KNOWN) && !(caps & BECAP_SMTPUTF8))
+				return RPL_PARAM_UNKNOWN;
 			smtputf8 = true;
 		} else if (strcasecmp(k, "RET") == 0) {
 			if (!v || (strcasecmp(v, "FULL") != 0 && strcasecmp(v, "HDRS") != 0))

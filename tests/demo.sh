@@ -48,16 +48,17 @@ SINK=$(command -v smtp-sink 2>/dev/null || echo /usr/sbin/smtp-sink)
 [ -x "$RAVELIN" ] || die "$RAVELIN not built: run 'make' first"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ravelin-demo.XXXXXX") || die "mktemp failed"
-dns_pid= sink_pid= ravelin_pid= tail_pid=
+dns_pid='' sink_pid='' ravelin_pid='' tail_pid=''
 
 # cleanup - stop what we started (ravelin gently, to show its last lines).
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
 	trap - EXIT INT TERM
 	[ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null
 	if [ -n "$ravelin_pid" ] && kill -0 "$ravelin_pid" 2>/dev/null; then
 		kill -TERM "$ravelin_pid" 2>/dev/null
 		i=0
-		while kill -0 "$ravelin_pid" 2>/dev/null && [ $i -lt 100 ]; do
+		while kill -0 "$ravelin_pid" 2>/dev/null && [ "$i" -lt 100 ]; do
 			sleep 0.1
 			i=$((i + 1))
 		done
@@ -92,7 +93,7 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 # wait_port PORT PID NAME - until something accepts on 127.0.0.1:PORT.
 wait_port() {
 	i=0
-	while [ $i -lt 100 ]; do
+	while [ "$i" -lt 100 ]; do
 		kill -0 "$2" 2>/dev/null || return 1
 		"$PY" -c 'import socket, sys
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$1" \
@@ -104,20 +105,24 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' 
 	return 1
 }
 
-# 1. DNS: SPF for the demo sender's domain allows loopback.
+# 1. DNS: the demo sender's domain publishes SPF (only 192.0.2.0/24 may
+# send for it) and a DMARC record; the "Internet" client 192.0.2.10 has
+# matching reverse and forward names. Documentation addresses, as data
+# only: nothing is ever sent to them.
 cat >"$tmp/zones.json" <<'EOF'
 {
-  "example.com": [{"TXT": "v=spf1 ip4:127.0.0.0/8 -all"}],
+  "example.com": [{"TXT": "v=spf1 ip4:192.0.2.0/24 -all"}],
   "_dmarc.example.com": [{"TXT": "v=DMARC1; p=none"}],
-  "example.org": [{"MX": [10, "mx.example.org"]}],
-  "mx.example.org": [{"A": "127.0.0.1"}]
+  "10.2.0.192.in-addr.arpa": [{"PTR": "client.example.com."}],
+  "client.example.com": [{"A": "192.0.2.10"}],
+  "example.org": [{"MX": [10, "mx.example.org"]}]
 }
 EOF
 "$PY" "$ROOT/tests/lib/dnsserver.py" --port 0 "$tmp/zones.json" >"$tmp/dns.out" 2>"$tmp/dns.err" &
 dns_pid=$!
 dns_port=
 i=0
-while [ -z "$dns_port" ] && [ $i -lt 100 ]; do
+while [ -z "$dns_port" ] && [ "$i" -lt 100 ]; do
 	kill -0 "$dns_pid" 2>/dev/null || { cat "$tmp/dns.err" >&2; die "DNS server failed"; }
 	dns_port=$(sed -n 's/^PORT //p' "$tmp/dns.out")
 	[ -n "$dns_port" ] || sleep 0.1
@@ -139,6 +144,7 @@ wait_port "$sink_port" "$sink_pid" smtp-sink || { cat "$tmp/sink.log" >&2; exit 
 # 3. ravelin in front of it.
 port=${PORT:-2525}
 port_free "$port" || port=$(free_port)
+pport=$(free_port)
 cat >"$tmp/ravelin.conf" <<EOF
 # Written by tests/demo.sh; see doc/ravelin.conf.5 and etc/ravelin.conf.
 hostname          mx.example.org
@@ -146,11 +152,13 @@ log               stderr
 workers           2
 stats_socket      $tmp/stats.sock
 listen            127.0.0.1:$port inbound
+# As behind HAProxy: the PROXY header names the real client.
+listen            127.0.0.1:$pport inbound proxy-protocol
 backend           127.0.0.1:$sink_port xclient
 local_domains     example.org
-# The demo client (127.0.0.1) is deliberately NOT in mynetworks, so it is
-# treated like any host on the Internet: it may only send to example.org.
-mynetworks        192.0.2.0/24
+# No client of the demo is in mynetworks: all are treated like hosts on
+# the Internet, which may only send to example.org.
+mynetworks        10.255.255.0/24
 dns_resolver      127.0.0.1:$dns_port
 dns_timeout       2s
 rules             $ROOT/rules/*.rules
@@ -165,30 +173,38 @@ ravelin_pid=$!
 # log shows only the demo's own connections.
 i=0
 while ! grep -q ' started: ' "$tmp/ravelin.log"; do
-	if ! kill -0 "$ravelin_pid" 2>/dev/null || [ $i -ge 100 ]; then
+	if ! kill -0 "$ravelin_pid" 2>/dev/null || [ "$i" -ge 100 ]; then
 		cat "$tmp/ravelin.log" >&2
 		die "ravelin did not start"
 	fi
 	sleep 0.1
 	i=$((i + 1))
 done
-echo "ravelin listening on 127.0.0.1:$port, backend smtp-sink on 127.0.0.1:$sink_port," \
-	"DNS on 127.0.0.1:$dns_port"
+echo "ravelin listening on 127.0.0.1:$port (and 127.0.0.1:$pport with PROXY protocol)," \
+	"backend smtp-sink on 127.0.0.1:$sink_port, DNS on 127.0.0.1:$dns_port"
 
-# 4. One message for a local domain: accepted, because the MTA accepted it.
-say "a message for postmaster@example.org (swaks)"
-swaks --server "127.0.0.1:$port" --helo client.example.com \
-	--from alice@example.com --to postmaster@example.org \
+# 4. A message from an Internet host, 192.0.2.10 (presented with a PROXY
+# header, as HAProxy would): SPF passes, and the message is accepted
+# because the MTA accepted it.
+say "a message from client.example.com [192.0.2.10] for postmaster@example.org"
+swaks --server "127.0.0.1:$pport" --proxy "TCP4 192.0.2.10 127.0.0.1 40000 25" \
+	--helo client.example.com --from alice@example.com --to postmaster@example.org \
 	--header "Subject: ravelin demo" \
 	--body "Hello from the ravelin demo." 2>&1
 sent=$?
 
-# 5. An attempt to relay to someone else's domain: refused by ravelin.
+# 5. A forger on 198.51.100.7 using the same sender: SPF fails at MAIL.
+say "the same sender from 198.51.100.7, not allowed by SPF (refused)"
+swaks --server "127.0.0.1:$pport" --proxy "TCP4 198.51.100.7 127.0.0.1 40001 25" \
+	--helo forger.example.net --from alice@example.com --to postmaster@example.org \
+	--quit-after RCPT 2>&1
+
+# 6. An attempt to relay to someone else's domain: refused by ravelin.
 say "an attempt to relay to someone@example.net (refused)"
 swaks --server "127.0.0.1:$port" --helo client.example.com \
 	--from alice@example.com --to someone@example.net --quit-after RCPT 2>&1
 i=0
-while ! grep -q 'Relay access denied' "$tmp/ravelin.log" && [ $i -lt 20 ]; do
+while ! grep -q 'Relay access denied' "$tmp/ravelin.log" && [ "$i" -lt 20 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -220,6 +236,8 @@ if [ "$KEEP" = 1 ]; then
 	cat <<EOF
 Try:
   swaks --server 127.0.0.1:$port --from alice@example.com --to bob@example.org
+  swaks --server 127.0.0.1:$pport --proxy "TCP4 192.0.2.10 127.0.0.1 40000 25" \\
+        --from alice@example.com --to bob@example.org
   $RAVELINCTL -s $tmp/stats.sock show info
   kill -HUP $ravelin_pid        # reload $tmp/ravelin.conf
 Log follows:

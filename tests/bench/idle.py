@@ -29,10 +29,10 @@ def main(argv):
     sel = selectors.DefaultSelector()
     socks = []
     pending = {}
-    bad = 0
-    batch = 500   # connects in flight at once, below the listen backlog
+    why = {"refused": 0, "closed": 0, "not220": 0}
+    batch = 100   # connects in flight at once, below the listen backlog
     i = 0
-    deadline = time.time() + 60
+    deadline = time.time() + float(os.environ.get("IDLE_DEADLINE", "60"))
     while (i < n or pending) and time.time() < deadline:
         while i < n and len(pending) < batch:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -40,7 +40,7 @@ def main(argv):
             s.bind(("127.0.0.%d" % (2 + i % nsrc), 0))
             err = s.connect_ex((host, port))
             if err not in (0, errno.EINPROGRESS):
-                bad += 1
+                why["refused"] += 1
                 s.close()
             else:
                 pending[s.fileno()] = [s, b""]
@@ -53,7 +53,7 @@ def main(argv):
             except OSError:
                 chunk = b""
             if not chunk:
-                bad += 1
+                why["closed"] += 1
                 sel.unregister(s)
                 del pending[key.fd]
                 s.close()
@@ -65,11 +65,13 @@ def main(argv):
                 if buf.startswith(b"220"):
                     socks.append(s)
                 else:
-                    bad += 1
+                    why["not220"] += 1
                     s.close()
             else:
                 pending[key.fd][1] = buf
-    sys.stdout.write("ready %d bad %d\n" % (len(socks), bad + len(pending)))
+    bad = sum(why.values()) + len(pending)
+    sys.stdout.write("ready %d bad %d (refused %d, closed %d, not 220 %d, no banner %d)\n" % (
+        len(socks), bad, why["refused"], why["closed"], why["not220"], len(pending)))
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
     try:

@@ -24,8 +24,10 @@
 # Knobs (environment):
 #   BENCH_SECTIONS   "core idle policy latency" (default: all, in that order)
 #   BENCH_ROUNDS     rounds of alternation (3)
-#   BENCH_SINGLE     messages per run, one message per connection (12000)
-#   BENCH_MULTI      messages per run, 10 messages per connection (20000)
+#   BENCH_SINGLE     messages per run, one message per connection (10000)
+#   BENCH_MULTI      messages per run, 10 messages per connection (15000)
+#   BENCH_POLICY_SINGLE, BENCH_POLICY_MULTI   the same for the policy section
+#                    (5000, 8000)
 #   BENCH_IDLE       idle sessions (10000)
 #   BENCH_LATENCY    transactions per target for the latency figures (1000)
 #   BENCH_BACKEND    ravelin's backend mode: xclient (default) | none | proxy
@@ -47,8 +49,10 @@ BENCHPY="$PY $HERE/bench.py"
 
 SECTIONS=${BENCH_SECTIONS:-core idle policy latency}
 ROUNDS=${BENCH_ROUNDS:-3}
-N_SINGLE=${BENCH_SINGLE:-12000}
-N_MULTI=${BENCH_MULTI:-20000}
+N_SINGLE=${BENCH_SINGLE:-10000}
+N_MULTI=${BENCH_MULTI:-15000}
+NP_SINGLE=${BENCH_POLICY_SINGLE:-5000}
+NP_MULTI=${BENCH_POLICY_MULTI:-8000}
 N_IDLE=${BENCH_IDLE:-10000}
 N_LAT=${BENCH_LATENCY:-1000}
 BACKEND_MODE=${BENCH_BACKEND:-xclient}
@@ -292,17 +296,17 @@ rotate()
 	echo "$@"
 }
 
-# run_ways SECTION "OPTS" WAYS... - ROUNDS rounds x both shapes x WAYS, in
-# rotating order; one results line per run.
+# run_ways SECTION "OPTS" N1 N10 WAYS... - ROUNDS rounds x both shapes x
+# WAYS in rotating order, N1 / N10 messages a run; one results line a run.
 run_ways()
 {
-	section=$1 opts=$2
-	shift 2
+	section=$1 opts=$2 n1=$3 n10=$4
+	shift 4
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
 		for shape in 1/conn $PER_CONN/conn; do
-			count=$N_SINGLE
-			[ $shape = 1/conn ] || count=$N_MULTI
+			count=$n1
+			[ $shape = 1/conn ] || count=$n10
 			for way in $(rotate $(((r - 1) % $#)) "$@"); do
 				eval "addr=\$WAY_ADDR_$way port=\$WAY_PORT_$way pid=\$WAY_PID_$way"
 				tk0=-1
@@ -347,14 +351,14 @@ section_core()
 		perf_pid=$!
 		PIDS="$PIDS $perf_pid"
 	fi
-	run_ways core "-l 2048 -M $HELO -f $SENDER -t $RCPT" direct haproxy ravelin
+	run_ways core "-l 2048 -M $HELO -f $SENDER -t $RCPT" "$N_SINGLE" "$N_MULTI" \
+	    direct haproxy ravelin
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid"
 		wait "$perf_pid"
-		perf report -i "$W/perf.data" --no-children --sort symbol 2>/dev/null |
-		    grep -v '^#' | grep '%' | head -25 >"$W/perf.txt"
-		echo "perf (ravelin, core runs), top symbols:"
-		sed 's/^/    /' "$W/perf.txt"
+		echo "perf (ravelin during the core runs), self time by object and symbol:"
+		perf report -i "$W/perf.data" --no-children --sort dso,symbol -g none \
+		    2>/dev/null | grep '%' | grep -v '^#' | head -30 | sed 's/^/    /'
 	fi
 	ratios core ravelin:haproxy:0.90 ravelin:direct haproxy:direct
 }
@@ -452,7 +456,8 @@ ratelimit_store memory"; then
 		ways="$ways regex1000"
 	fi
 	# shellcheck disable=SC2086
-	run_ways policy "-F $W/fixtures/signed.eml -M $HELO -f $SENDER -t $RCPT" $ways
+	run_ways policy "-F $W/fixtures/signed.eml -M $HELO -f $SENDER -t $RCPT" \
+	    "$NP_SINGLE" "$NP_MULTI" $ways
 	ratios policy policy:ravelin policy:direct redis:policy regex1000:policy ravelin:direct
 	for n in policy redis regex1000; do
 		[ -f "$W/ravelin-$n.log" ] || continue
@@ -495,6 +500,7 @@ else
 fi
 
 echo "ravelin bench: $(nproc) CPUs, $(uname -r), $("$BUILD/ravelin" -V 2>&1 | head -1)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 echo "network: $([ "$RAVELIN_BENCH_INNER" = netns ] && echo "own namespace (lo + $CLIENT_ADDR)" ||
     echo "host loopback (no namespace: policy client is 127.0.0.1, SPF passes trivially)")"
 $BENCHPY fixtures "$W/fixtures" || die "cannot build fixtures (python3-dkim, openssl?)"
@@ -510,7 +516,10 @@ way_set ravelin 127.0.0.1 $RAVELIN_PORT $RAVELIN_PID
 started=$(date +%s)
 for s in $SECTIONS; do
 	case $s in
-	core | idle | policy | latency) section_$s ;;
+	core | idle | policy | latency)
+		section_$s
+		echo "   (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+		;;
 	*) die "unknown section $s (core idle policy latency)" ;;
 	esac
 done

@@ -6,9 +6,11 @@ and small SMTP/TLS client helpers. No tests live here.
 Everything listens on and talks to loopback only.
 """
 
+import ast
 import base64
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -65,6 +67,7 @@ def config(listens, backend_port, dns_port, extra="", backend_flags="xclient",
               "backend_timeout 10s",
               "backend_connect_timeout 5s",
               "auth_failure_delay 200ms",
+              "shutdown_timeout 2s",
               extra]
     return "\n".join(lines) + "\n"
 
@@ -169,6 +172,10 @@ def peer_cn(port, implicit=False, ctx=None):
     return r.stdout.decode().strip().split("CN", 1)[1].lstrip(" =")
 
 
+def have_fail2ban():
+    return os.path.exists(F2B_REGEX) and os.path.exists("/etc/fail2ban/filter.d/common.conf")
+
+
 def syslog_copy(r, tmp, needle):
     """ravelin's stderr lines holding needle, rewritten with the prefix
     syslog gives them ("Jan  5 10:00:00 mx ravelin[PID]: SID: ..."), so
@@ -182,8 +189,17 @@ def syslog_copy(r, tmp, needle):
     return write(tmp, "syslog-copy", "".join(out))
 
 
-def fail2ban_regex(path, *extra):
-    """fail2ban-regex over path with the shipped filter; its stdout."""
-    r = subprocess.run([F2B_REGEX] + list(extra) + [path, F2B_FILTER], capture_output=True,
-                       timeout=120)
-    return r.stdout.decode("utf-8", "replace")
+def fail2ban_regex(path):
+    """Hosts fail2ban-regex (the real one) finds in path with the shipped
+    filter, one per matched line, in order."""
+    fdir = os.path.join(os.path.dirname(path), "filter.d")
+    os.makedirs(fdir, exist_ok=True)
+    # A filter given by path reads its includes (common.conf) beside it.
+    shutil.copy(F2B_FILTER, os.path.join(fdir, "ravelin.conf"))
+    shutil.copy("/etc/fail2ban/filter.d/common.conf", os.path.join(fdir, "common.conf"))
+    r = subprocess.run([F2B_REGEX, "-o", "row", path, os.path.join(fdir, "ravelin.conf")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [ast.literal_eval(ln.strip().rstrip(",")) for ln in r.stdout.splitlines()
+            if ln.startswith("[")]
+    return [row[0] for row in rows]

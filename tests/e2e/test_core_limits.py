@@ -154,3 +154,31 @@ def test_max_sessions_per_ip(tmp_path, dns, backend, ravelin_factory):
     assert a4.reply()[0] == 220
     for c in (a2, a4, b1):
         c.cmd("QUIT")
+
+
+def test_max_message_size_boundary(tmp_path, dns, backend, ravelin_factory):
+    r = start(ravelin_factory, backend, dns, "max_message_size 1k")
+    c = harness.Client(r.port)
+    c.greet()
+    exact = MSG + b"x" * (1024 - len(MSG) - 2) + b"\r\n"
+    assert len(exact) == 1024
+    assert c.message("a@sender.example", ["u@example.org"], exact)[0] == 250
+    # One octet more; dot-stuffing does not count (the size is the message's).
+    over = MSG + b"x" * (1024 - len(MSG) - 1) + b"\r\n"
+    code, text = c.message("a@sender.example", ["u@example.org"], over)
+    assert code == 552 and "5.3.4" in text
+    stuffed_exact = MSG + b"." + b"x" * (1024 - len(MSG) - 3) + b"\r\n"
+    c.cmd("RSET")
+    assert c.message("a@sender.example", ["u@example.org"],
+                     stuffed_exact.replace(b"\r\n.", b"\r\n.."))[0] == 250
+    assert [m["body"] for m in backend.messages()] == [exact, stuffed_exact]
+
+
+def test_max_errors_counts_long_and_bad_lines(tmp_path, dns, backend, ravelin_factory):
+    r = start(ravelin_factory, backend, dns, "max_errors 3")
+    c = harness.Client(r.port)
+    c.greet()
+    c.send(b"NOOP " + b"x" * 2000 + b"\r\nNOOP \x01\r\nMAIL FROM:<bad\r\n")
+    got = [c.reply()[0] for _ in range(4)]
+    assert got == [500, 500, 501, 421]
+    assert c.closed()

@@ -109,6 +109,34 @@ def test_ehlo_hides_dsn_and_smtputf8_the_backend_lacks(tmp_path, dns, ravelin_fa
         lines = [l[4:] for l in c.greet().splitlines()]
         assert "SMTPUTF8" not in lines and "DSN" not in lines
         assert "8BITMIME" in lines and "PIPELINING" in lines
+        # What was not offered is refused, or (DSN) not passed on.
+        code, text = c.cmd("MAIL FROM:<jörg@sender.example> SMTPUTF8")
+        assert code == 555, text
+        assert c.cmd("MAIL FROM:<a@sender.example> RET=FULL ENVID=x1")[0] == 250
+        assert c.cmd("RCPT TO:<u@example.org> NOTIFY=NEVER")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(MSG + b".\r\n")
+        assert c.reply()[0] == 250
+        m = b.messages()[0]
+        assert m["mail"] == "FROM:<a@sender.example>" and m["rcpts"] == ["TO:<u@example.org>"]
+    finally:
+        b.stop()
+
+
+def test_body_8bitmime_refused_when_backend_lacks_it(tmp_path, dns, ravelin_factory):
+    b = harness.Backend(str(tmp_path), "--xclient", "--caps", "PIPELINING")
+    try:
+        r = harness.start_proxy(ravelin_factory, b, dns)
+        c = harness.Client(r.port)
+        lines = [l[4:] for l in c.greet().splitlines()]
+        assert "8BITMIME" not in lines
+        assert c.cmd("MAIL FROM:<a@sender.example> BODY=8BITMIME")[0] == 555
+        assert c.cmd("MAIL FROM:<a@sender.example> BODY=7BIT")[0] == 250
+        assert c.cmd("RCPT TO:<u@example.org>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(MSG + b".\r\n")
+        assert c.reply()[0] == 250
+        assert b.messages()[0]["mail"] == "FROM:<a@sender.example>"
     finally:
         b.stop()
 
@@ -276,3 +304,32 @@ def test_swaks_pipelined_message(proxy):
     assert len(msgs) == 1
     assert b"Subject: from swaks" in msgs[0]["body"] and b"swaks body" in msgs[0]["body"]
     assert msgs[0]["xclient"]["HELO"] == "swaks.test"
+
+
+def test_ehlo_in_a_transaction_resets_it(proxy):
+    c = harness.Client(proxy.port)
+    c.greet()
+    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
+    assert c.cmd("RCPT TO:<u@example.org>")[0] == 250
+    assert c.cmd("EHLO again.test")[0] == 250
+    assert c.cmd("DATA")[0] == 503
+    assert c.cmd("RCPT TO:<u@example.org>")[0] == 503
+    assert c.message("b@sender.example", ["v@example.org"], MSG)[0] == 250
+    m = proxy.backend.messages()
+    assert len(m) == 1 and m[0]["mail"] == "FROM:<b@sender.example>"
+    assert m[0]["rcpts"] == ["TO:<v@example.org>"] and m[0]["xclient"]["HELO"] == "again.test"
+
+
+def test_pipelined_flood_with_a_client_that_reads_late(proxy):
+    """Output backpressure: the client writes 30000 commands before reading a
+    single reply; every reply arrives, in order, and nothing is dropped."""
+    import threading
+    c = harness.Client(proxy.port, timeout=30)
+    c.greet()
+    n = 30000
+    t = threading.Thread(target=c.send, args=(b"NOOP\r\n" * n + b"HELP\r\n",))
+    t.start()
+    codes = [c.reply()[0] for _ in range(n + 1)]
+    t.join(30)
+    assert codes[:n] == [250] * n and codes[n] == 214
+    assert c.cmd("QUIT")[0] == 221

@@ -52,6 +52,17 @@ put(const char *name, const char *text)
 	fclose(fp);
 }
 
+/* cleanup - remove the sandbox directory at exit. */
+static void
+cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "fuzz_config: could not remove %s\n", dir);
+}
+
 /* LLVMFuzzerInitialize - the sandbox directory and its fixed files. */
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -59,6 +70,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "%s/ravelin-fuzz-config.XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	check(mkdtemp(dir) != NULL);
+	atexit(cleanup);
 	snprintf(conf, sizeof(conf), "%s/fuzz.conf", dir);
 	put("inc.conf", "max_recipients 5\nlisten 127.0.0.1:2525 inbound\n");
 	put("domains", "example.org\n.example.net # sub\n192.0.2.1\n");

@@ -19,7 +19,8 @@ received, as JSON {"tls": ..., "line": ...}, to FILE.
 --reply-rcpt / --reply-mail: that reply (e.g. "450 4.2.0 busy") to a RCPT
 or MAIL whose address contains "reject". A message whose text holds
 "X-Backend-Fate: F" meets fate F at end of data: 4xx, 5xx, drop (close
-without a reply), hang (never reply), ok.
+without a reply), hang (never reply), ok. A sender containing "refuse-data"
+gets 451 to DATA.
 """
 
 import argparse
@@ -146,12 +147,19 @@ class Backend:
                         state["xclient"][k.upper()] = v
                     await send("220 backend.test ESMTP recording")
                 elif verb == b"MAIL":
+                    if mail is not None:
+                        # As Postfix: the client must end a transaction first.
+                        await send("503 5.5.1 Error: nested MAIL command")
+                        continue
                     if a.reply_mail and "reject" in text:
                         await send(a.reply_mail)
                         continue
                     mail, rcpts = text[5:], []
                     await send("250 2.1.0 Ok")
                 elif verb == b"RCPT":
+                    if mail is None:
+                        await send("503 5.5.1 Error: need MAIL command")
+                        continue
                     if a.reply_rcpt and "reject" in text:
                         await send(a.reply_rcpt + " backend refuses this recipient")
                         continue
@@ -162,6 +170,8 @@ class Backend:
                         await send("554 5.5.1 no valid recipients")
                         continue
                     fate = self.fate()
+                    if "refuse-data" in mail:
+                        fate = "refuse-data"
                     if fate == "refuse-data":
                         await send("451 4.3.0 chaos: DATA refused")
                         continue
