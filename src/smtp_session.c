@@ -156,14 +156,28 @@ smtp_error(struct smtp_session *s, enum smtp_reply_id id)
 	}
 }
 
-/* flush_then_free - the last reply left; drop the connection. */
+/* closing_write_cb - the last reply left; drop the connection. */
 static void
 closing_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
 
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		smtp_drop(s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return;
+	if (under && evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+		/* After STARTTLS the TLS filter has already encrypted the last
+		 * reply into the socket's bufferevent below it: freeing now
+		 * would lose it (the 221 to QUIT, a 421). Wait for that one. */
+		if (bev != under) {
+			struct timeval tv = { 10, 0 };
+			bufferevent_setcb(under, NULL, closing_write_cb, smtp_event_cb, s);
+			bufferevent_disable(under, EV_READ);
+			bufferevent_set_timeouts(under, NULL, &tv);
+		}
+		return;
+	}
+	smtp_drop(s);
 }
 
 /* smtp_close - send what is queued, then close. */
@@ -176,14 +190,11 @@ smtp_close(struct smtp_session *s)
 	s->busy = true;
 	event_del(s->timer);
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-		smtp_drop(s);
-		return;
-	}
 	bufferevent_setcb(s->bev, NULL, closing_write_cb, smtp_event_cb, s);
 	/* A client that does not read its last reply must not hold us. */
 	struct timeval tv = { 10, 0 };
 	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	closing_write_cb(s->bev, s);
 }
 
 /* smtp_drop - the connection is finished: log, release, free when idle. */

@@ -195,6 +195,7 @@ def test_show_config_help_and_errors(daemon):
     for cmd in ("show info", "show stats", "show metrics", "show sessions", "show config",
                 "reload", "help"):
         assert cmd in h.stdout, cmd
+    assert raw(daemon.sock, "help") == h.stdout
     bad = ctl(daemon.sock, "show", "nothing")
     assert bad.returncode == 1 and bad.stdout.startswith("error:")
     assert raw(daemon.sock, "frobnicate").startswith("error: unknown command")
