@@ -59,6 +59,8 @@ bool smtp_tls_offer(struct smtp_session *s);
 int smtp_tls_check(struct smtp_session *s, const char *arg);
 void smtp_tls_proceed(struct smtp_session *s);
 void smtp_tls_connected(struct smtp_session *s);
+/* smtp_tls_failed - the handshake failed: log why, let the alert out, close. */
+void smtp_tls_failed(struct smtp_session *s, struct bufferevent *bev);
 
 /* AUTH (smtp_auth.c). */
 void smtp_auth_offer(struct smtp_session *s);

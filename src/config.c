@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Project. */
@@ -116,6 +117,10 @@ struct config_parser {
 	int errors;
 	unsigned char seen[sizeof(directives) / sizeof(directives[0])];
 	int depth;
+	/* The files being read, outermost first: an include of one of them
+	 * is a loop (without this check a file including itself k times
+	 * would be read k^CONFIG_MAX_DEPTH times). */
+	struct { dev_t dev; ino_t ino; } open[CONFIG_MAX_DEPTH + 1];
 };
 
 /* perr - report one error with its position. */
@@ -593,9 +598,12 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 			break;
 		}
 		char *path = resolve_path(file, v);
+		int rc = 0;
 		if (p->depth >= CONFIG_MAX_DEPTH)
 			perr(p, file, line, "include: nested too deeply");
-		else if (path && parse_file(p, path) < 0)
+		else if (path && (rc = parse_file(p, path)) == -2)
+			perr(p, file, line, "include: '%s' is already being read (include loop)", path);
+		else if (path && rc < 0)
 			perr(p, file, line, "include: cannot read '%s': %s", path, strerror(errno));
 		free(path);
 		break;
@@ -603,7 +611,8 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 	}
 }
 
-/* parse_file - read one file; -1 (errno set) when it cannot be opened. */
+/* parse_file - read one file; -1 (errno set) when it cannot be opened,
+ * -2 when it is one of the files being read (an include loop). */
 static int
 parse_file(struct config_parser *p, const char *path)
 {
@@ -614,6 +623,19 @@ parse_file(struct config_parser *p, const char *path)
 
 	if (!(fp = fopen(path, "r")))
 		return -1;
+	struct stat st;
+	if (fstat(fileno(fp), &st) == 0) {
+		for (int i = 0; i < p->depth; i++)
+			if (p->open[i].dev == st.st_dev && p->open[i].ino == st.st_ino) {
+				fclose(fp);
+				return -2;
+			}
+		p->open[p->depth].dev = st.st_dev;
+		p->open[p->depth].ino = st.st_ino;
+	} else {
+		p->open[p->depth].dev = 0;
+		p->open[p->depth].ino = 0;
+	}
 	p->depth++;
 	while (fgets(buf, sizeof(buf), fp)) {
 		size_t n = strlen(buf);

@@ -16,6 +16,7 @@
 
 /* System. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,15 +54,19 @@ struct milter_conn {
 	struct smtp_session *s;
 	bool leadspc;           /* the MTA keeps the space after "Name:" */
 	bool bol;               /* body at the start of a line (for stuffing) */
-	bool cr;                /* body's last byte was CR */
-	char qid[32];
+	bool data_done;         /* the data stage ran for this transaction */
+	bool local_known;       /* {if_addr} gave our address */
+	char qid[32];           /* macro i: the MTA's queue id */
+	char mta[256];          /* macro j: the MTA's own name */
+	char daemon[64];        /* macro {daemon_name} */
 };
 
-/* conn - our state for ctx. */
+/* conn - our state for ctx, with a session (NULL before connect). */
 static struct milter_conn *
 conn(SMFICTX *ctx)
 {
-	return smfi_getpriv(ctx);
+	struct milter_conn *mc = smfi_getpriv(ctx);
+	return mc && mc->s ? mc : NULL;
 }
 
 /* reply - map a verdict to a milter answer with the proxy's reply text. */
@@ -77,14 +82,19 @@ reply(SMFICTX *ctx, struct milter_conn *mc, const char *stage, const struct poli
 		/* "550 5.7.1 text" -> code, enhanced code, text */
 		if (sscanf(v->reply, "%3s %15s %511[^\n]", code, ecode, text) == 3)
 			smfi_setreply(ctx, code, ecode, text);
-		log_info(s->id, "%s: %s from %s[%s]: %s; from=<%s> helo=<%s> rule=%s",
+		log_info(s->id, "%s: %s from %s[%s]: %s; from=<%s>%s%s%s helo=<%s> rule=%s",
 			 v->action == POLICY_REJECT ? "reject" : "tempfail", stage, s->client_name,
-			 s->client_ip, v->reply, s->txn ? s->txn->mail.addr : "", s->helo, v->rule);
+			 s->client_ip, v->reply, s->txn ? s->txn->mail.addr : "",
+			 strcmp(stage, "RCPT") == 0 ? " to=<" : "",
+			 strcmp(stage, "RCPT") == 0 ? s->txn->rcpt.addr : "",
+			 strcmp(stage, "RCPT") == 0 ? ">" : "", s->helo, v->rule);
 		if (s->txn)
 			s->txn->last_refusal = atoi(v->reply);
 		return v->action == POLICY_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
 	case POLICY_DISCARD:
 		log_info(s->id, "discard: from=<%s> rule=%s", s->txn ? s->txn->mail.addr : "", v->rule);
+		if (s->txn)
+			s->txn->discard = true;   /* counted as discarded, not accepted */
 		return SMFIS_DISCARD;
 	default:
 		return SMFIS_CONTINUE;
@@ -111,27 +121,61 @@ run(struct smtp_session *s, enum policy_stage st)
 	return &stage_verdict;
 }
 
-/* macros - facts the proxy would know itself. */
+/* local_addr - our address from {if_addr} (Sendmail) or {daemon_addr}
+ * (Postfix), for helo.is_ours; Sendmail writes IPv6 as "IPv6:...". */
 static void
-macros(SMFICTX *ctx, struct smtp_session *s)
+local_addr(struct milter_conn *mc, const char *v)
 {
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&mc->s->local;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&mc->s->local;
+
+	if (strncasecmp(v, "IPv6:", 5) == 0)
+		v += 5;
+	memset(&mc->s->local, 0, sizeof(mc->s->local));
+	if (inet_pton(AF_INET, v, &a4->sin_addr) == 1)
+		a4->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, v, &a6->sin6_addr) == 1)
+		a6->sin6_family = AF_INET6;
+	else
+		return;
+	mc->local_known = true;
+}
+
+/* macros - facts the proxy would know itself, as the MTA sends them
+ * (connect: j {daemon_name} {if_addr}; helo: {tls_version}; mail:
+ * {auth_authen} i). Each is read once it appears. */
+static void
+macros(SMFICTX *ctx, struct milter_conn *mc)
+{
+	struct smtp_session *s = mc->s;
 	const char *v;
 
-	if ((v = smfi_getsymval(ctx, "{auth_authen}")) && *v) {
+	if (!s->auth && (v = smfi_getsymval(ctx, "{auth_authen}")) && *v) {
 		s->auth = true;
 		snprintf(s->auth_user, sizeof(s->auth_user), "%s", v);
+		if ((v = smfi_getsymval(ctx, "{auth_type}")) && *v)
+			snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", v);
 	}
-	if ((v = smfi_getsymval(ctx, "{tls_version}")) && *v) {
+	if (!s->tls && (v = smfi_getsymval(ctx, "{tls_version}")) && *v) {
 		s->tls = true;
 		snprintf(s->tls_info, sizeof(s->tls_info), "%s", v);
 	}
+	if (!mc->local_known && (((v = smfi_getsymval(ctx, "{if_addr}")) && *v) ||
+				 ((v = smfi_getsymval(ctx, "{daemon_addr}")) && *v)))
+		local_addr(mc, v);
+	if (!mc->mta[0] && (v = smfi_getsymval(ctx, "j")) && *v)
+		snprintf(mc->mta, sizeof(mc->mta), "%s", v);
+	if (!mc->daemon[0] && (v = smfi_getsymval(ctx, "{daemon_name}")) && *v)
+		snprintf(mc->daemon, sizeof(mc->daemon), "%s", v);
 }
 
 /* m_connect - a new SMTP client at the MTA. */
 static sfsistat
 m_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
-	struct milter_conn *mc = conn(ctx);
+	/* Made by m_negotiate; a reused connection (SMFIC_QUIT_NC) or an MTA
+	 * that skips negotiation makes it here. */
+	struct milter_conn *mc = smfi_getpriv(ctx);
 	struct smtp_session *s = calloc(1, sizeof(*s));
 
 	if (!mc)
@@ -142,6 +186,9 @@ m_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 		smfi_setpriv(ctx, NULL);
 		return SMFIS_TEMPFAIL;
 	}
+	bool leadspc = mc->leadspc;
+	memset(mc, 0, sizeof(*mc));
+	mc->leadspc = leadspc;
 	mc->s = s;
 	s->w = &milter_worker;
 	s->li = &milter_li;
@@ -161,8 +208,9 @@ m_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	smfi_setpriv(ctx, mc);
 	stats_inc(milter_worker.stats, STATS_CONNECTIONS_TOTAL);
 	stats_gauge_add(milter_worker.stats, STATS_CONNECTIONS_ACTIVE, 1);
-	log_info(s->id, "connect from %s[%s] listener=milter", s->client_name, s->client_ip);
-	macros(ctx, s);
+	macros(ctx, mc);
+	log_info(s->id, "connect from %s[%s] listener=milter mta=%s daemon=%s", s->client_name,
+		 s->client_ip, mc->mta[0] ? mc->mta : s->cf->hostname, mc->daemon[0] ? mc->daemon : "-");
 	return reply(ctx, mc, "CONNECT", run(s, PS_CONNECT));
 }
 
@@ -172,6 +220,9 @@ m_helo(SMFICTX *ctx, char *helo)
 {
 	struct milter_conn *mc = conn(ctx);
 
+	if (!mc)
+		return SMFIS_CONTINUE;
+	macros(ctx, mc);
 	snprintf(mc->s->helo, sizeof(mc->s->helo), "%s", helo ? helo : "");
 	mc->s->esmtp = true;
 	return reply(ctx, mc, "HELO", run(mc->s, PS_HELO));
@@ -186,34 +237,83 @@ join(char *buf, size_t len, const char *kw, char **argv)
 		n += snprintf(buf + n, len - n, " %s", argv[i]);
 }
 
+/* path - the MTA's MAIL/RCPT argument as the proxy's parser sees it. The
+ * MTA already accepted it, so what our parser refuses (a parameter it does
+ * not know, an odd address) is still judged: first without parameters,
+ * then by its bare address, never skipped. */
+static void
+path(char **argv, bool is_mail, struct smtp_path *p)
+{
+	char arg[SMTP_LINE_MAX + 16];
+	const char *kw = is_mail ? "FROM:" : "TO:";
+
+	if (!argv || !argv[0]) {
+		memset(p, 0, sizeof(*p));
+		p->null_path = is_mail;
+		return;
+	}
+	join(arg, sizeof(arg), kw, argv);
+	if (smtp_path_parse(arg, is_mail, p) == SMTP_PATH_OK)
+		return;
+	const char *a = argv[0];
+	snprintf(arg, sizeof(arg), "%s%s%s%s", kw, a[0] == '<' ? "" : "<", a,
+		 a[0] && a[strlen(a) - 1] == '>' ? "" : ">");
+	if (smtp_path_parse(arg, is_mail, p) == SMTP_PATH_OK)
+		return;
+	memset(p, 0, sizeof(*p));
+	if (*a == '<')
+		a++;
+	snprintf(p->addr, sizeof(p->addr), "%.*s", (int)strcspn(a, ">"), a);
+	const char *at = strrchr(p->addr, '@');
+	if (at) {
+		snprintf(p->domain, sizeof(p->domain), "%s", at + 1);
+		for (char *d = p->domain; *d; d++)
+			*d = (char)tolower((unsigned char)*d);
+		snprintf(p->local, sizeof(p->local), "%.*s", (int)(at - p->addr), p->addr);
+	} else
+		snprintf(p->local, sizeof(p->local), "%s", p->addr);
+	p->null_path = is_mail && !p->addr[0];
+}
+
+/* refuse - a verdict of our own (not from policy_run) as a milter answer. */
+static sfsistat
+refuse(SMFICTX *ctx, struct milter_conn *mc, const char *stage, enum policy_action a,
+       const char *rule, const char *text)
+{
+	struct policy_verdict v = { .action = a };
+
+	snprintf(v.rule, sizeof(v.rule), "%s", rule);
+	snprintf(v.reply, sizeof(v.reply), "%s", text);
+	return reply(ctx, mc, stage, &v);
+}
+
 /* m_envfrom - MAIL FROM: a new transaction. */
 static sfsistat
 m_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct milter_conn *mc = conn(ctx);
-	struct smtp_session *s = mc->s;
-	char arg[SMTP_LINE_MAX + 16];
 
+	if (!mc)
+		return SMFIS_CONTINUE;
+	struct smtp_session *s = mc->s;
 	smtp_txn_end(s, false);
-	macros(ctx, s);
+	macros(ctx, mc);
 	struct smtp_txn *t = calloc(1, sizeof(*t));
 	if (!t)
 		return SMFIS_TEMPFAIL;
-	join(arg, sizeof(arg), "FROM:", argv);
-	if (smtp_path_parse(arg, true, &t->mail) != SMTP_PATH_OK) {
-		/* The MTA accepted it; judge what we can of the address. */
-		memset(&t->mail, 0, sizeof(t->mail));
-		snprintf(t->mail.addr, sizeof(t->mail.addr), "%.*s", (int)strcspn(argv[0] + 1, ">"),
-			 argv[0][0] == '<' ? argv[0] + 1 : argv[0]);
-		const char *at = strrchr(t->mail.addr, '@');
-		if (at)
-			snprintf(t->mail.domain, sizeof(t->mail.domain), "%s", at + 1);
-		t->mail.null_path = !t->mail.addr[0];
-	}
+	path(argv, true, &t->mail);
 	t->started = time(NULL);
 	s->txn = t;
+	mc->data_done = false;
+	mc->bol = true;
 	const char *qid = smfi_getsymval(ctx, "i");
 	snprintf(mc->qid, sizeof(mc->qid), "%s", qid ? qid : "");
+	/* As the proxy does after AUTH: the user must own the sender. */
+	if (s->auth && !smtp_auth_sender_ok(s, &t->mail)) {
+		char text[sizeof(((struct policy_verdict *)0)->reply)];
+		snprintf(text, sizeof(text), smtp_reply_text(RPL_SENDER_NOT_OWNED), t->mail.addr);
+		return refuse(ctx, mc, "MAIL", POLICY_REJECT, "sender-login", text);
+	}
 	return reply(ctx, mc, "MAIL", run(s, PS_MAIL));
 }
 
@@ -222,15 +322,12 @@ static sfsistat
 m_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct milter_conn *mc = conn(ctx);
+
+	if (!mc || !mc->s->txn)
+		return SMFIS_CONTINUE;
 	struct smtp_session *s = mc->s;
 	struct smtp_txn *t = s->txn;
-	char arg[SMTP_LINE_MAX + 16];
-
-	if (!t)
-		return SMFIS_CONTINUE;
-	join(arg, sizeof(arg), "TO:", argv);
-	if (smtp_path_parse(arg, false, &t->rcpt) != SMTP_PATH_OK)
-		return SMFIS_CONTINUE;
+	path(argv, false, &t->rcpt);
 	t->rcpt_attempts++;
 	const struct policy_verdict *v = run(s, PS_RCPT);
 	sfsistat r = reply(ctx, mc, "RCPT", v);
@@ -249,16 +346,18 @@ m_envrcpt(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
-/* m_data - DATA: start the message parser. */
+/* data_stage - the data stage and the message parser, once per
+ * transaction: from DATA, or from the first header for MTAs that do not
+ * send DATA (milter protocol before version 4). */
 static sfsistat
-m_data(SMFICTX *ctx)
+data_stage(SMFICTX *ctx, struct milter_conn *mc)
 {
-	struct milter_conn *mc = conn(ctx);
 	struct smtp_session *s = mc->s;
 	struct config *cf = s->cf;
 
-	if (!s->txn)
+	if (!s->txn || mc->data_done)
 		return SMFIS_CONTINUE;
+	mc->data_done = true;
 	const struct policy_verdict *v = run(s, PS_DATA);
 	if (v->action == POLICY_REJECT || v->action == POLICY_TEMPFAIL)
 		return reply(ctx, mc, "DATA", v);
@@ -273,6 +372,15 @@ m_data(SMFICTX *ctx)
 	s->txn->msg = msg_parser_new(&lim, policy_stream_ops(s), s);
 	mc->bol = true;
 	return s->txn->msg ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
+}
+
+/* m_data - DATA: start the message parser. */
+static sfsistat
+m_data(SMFICTX *ctx)
+{
+	struct milter_conn *mc = conn(ctx);
+
+	return mc ? data_stage(ctx, mc) : SMFIS_CONTINUE;
 }
 
 /* feed - bytes into the parser as the wire would carry them. */
@@ -302,22 +410,27 @@ static sfsistat
 m_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct milter_conn *mc = conn(ctx);
-	struct evbuffer *b = evbuffer_new();
+	sfsistat r;
 
-	if (!b || !mc->s->txn || !mc->s->txn->msg) {
-		if (b)
-			evbuffer_free(b);
+	if (!mc || (r = data_stage(ctx, mc)) != SMFIS_CONTINUE)
+		return mc ? r : SMFIS_CONTINUE;
+	if (!mc->s->txn || !mc->s->txn->msg)
 		return SMFIS_CONTINUE;
-	}
+	struct evbuffer *b = evbuffer_new();
+	if (!b)
+		return SMFIS_TEMPFAIL;
+	/* Without SMFIP_HDR_LEADSPC the MTA dropped the space after the
+	 * colon; put the usual one back. */
 	evbuffer_add_printf(b, "%s:%s", name, mc->leadspc ? "" : " ");
-	/* Folded values come with bare LF from some MTAs: make them CRLF. */
-	for (const char *v = value; *v; v++) {
+	/* Postfix and Sendmail pass folds as bare LF: make them CRLF. */
+	for (const char *v = value ? value : ""; *v; v++) {
 		if (*v == '\n' && (v == value || v[-1] != '\r'))
 			evbuffer_add(b, "\r", 1);
 		evbuffer_add(b, v, 1);
 	}
 	evbuffer_add(b, "\r\n", 2);
 	size_t len = evbuffer_get_length(b);
+	mc->bol = true;
 	feed(mc, (const char *)evbuffer_pullup(b, (ev_ssize_t)len), len);
 	evbuffer_free(b);
 	return SMFIS_CONTINUE;
@@ -328,6 +441,11 @@ static sfsistat
 m_eoh(SMFICTX *ctx)
 {
 	struct milter_conn *mc = conn(ctx);
+	sfsistat r;
+
+	if (!mc || (r = data_stage(ctx, mc)) != SMFIS_CONTINUE)
+		return mc ? r : SMFIS_CONTINUE;
+	mc->bol = true;
 	feed(mc, "\r\n", 2);
 	mc->bol = true;
 	return SMFIS_CONTINUE;
@@ -337,30 +455,42 @@ m_eoh(SMFICTX *ctx)
 static sfsistat
 m_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 {
-	feed(conn(ctx), (const char *)buf, len);
+	struct milter_conn *mc = conn(ctx);
+
+	if (mc)
+		feed(mc, (const char *)buf, len);
 	return SMFIS_CONTINUE;
 }
 
-/* headers_out - add our fields at the top, remove forged ones. */
+/* headers_out - remove forged fields, then add ours at the top. */
 static void
 headers_out(SMFICTX *ctx, struct milter_conn *mc)
 {
 	struct smtp_session *s = mc->s;
 	struct message *m = msg_parser_message(s->txn->msg);
 	struct evbuffer *b = evbuffer_new();
-	int ar_index = 0, pos = 0;
+	int pos = 0, nar = 0, *forged = calloc(m->nheaders + 1, sizeof(int));
+	size_t nforged = 0;
 
-	if (!b)
+	if (!b || !forged) {
+		if (b)
+			evbuffer_free(b);
+		free(forged);
 		return;
+	}
 	for (size_t i = 0; i < m->nheaders; i++) {
 		if (!msg_header_is(&m->headers[i], "Authentication-Results"))
 			continue;
-		ar_index++;
-		if (policy_drop_header(s, m->headers[i].raw, m->headers[i].len)) {
-			smfi_chgheader(ctx, "Authentication-Results", ar_index, NULL);
-			ar_index--;   /* later instances move up one */
-		}
+		nar++;
+		if (policy_drop_header(s, m->headers[i].raw, m->headers[i].len))
+			forged[nforged++] = nar;
 	}
+	/* Last first: whether the MTA renumbers the later instances after a
+	 * deletion (Postfix) or not (Sendmail), the earlier ones keep their
+	 * index. Deletions go before our insertions, which share the name. */
+	while (nforged > 0)
+		smfi_chgheader(ctx, "Authentication-Results", forged[--nforged], NULL);
+	free(forged);
 	policy_headers(s, b);
 	size_t len = evbuffer_get_length(b);
 	char *text = malloc(len + 1);
@@ -380,12 +510,14 @@ headers_out(SMFICTX *ctx, struct milter_conn *mc)
 			if (colon) {
 				*colon = '\0';
 				char *v = colon + 1;
+				/* Without SMFIP_HDR_LEADSPC the MTA adds the space. */
 				if (!mc->leadspc && *v == ' ')
 					v++;
 				/* libmilter wants folds as bare LF. */
 				for (char *r = v; (r = strstr(r, "\r\n")); )
 					memmove(r, r + 1, strlen(r));
-				smfi_insheader(ctx, pos++, p, v);
+				if (smfi_insheader(ctx, pos++, p, v) != MI_SUCCESS)
+					log_warnx(s->id, "cannot insert the %s header", p);
 			}
 			p = end + 2;
 		}
@@ -394,33 +526,70 @@ headers_out(SMFICTX *ctx, struct milter_conn *mc)
 	evbuffer_free(b);
 }
 
+/* content_refusal - the proxy's reply for a message refused for its bytes. */
+static enum smtp_reply_id
+content_refusal(enum msg_problem p)
+{
+	switch (p) {
+	case MSG_BARE_NEWLINE: return RPL_BARE_NEWLINE;
+	case MSG_NUL: return RPL_NUL_DATA;
+	case MSG_LONG_LINE: return RPL_LONG_LINE;
+	case MSG_TOO_BIG: return RPL_TOO_BIG;
+	case MSG_HEADER_TOO_BIG: return RPL_HEADER_TOO_BIG;
+	default: return RPL_LOCAL_ERROR;
+	}
+}
+
+/* txn_done - end the transaction; a discarded one counts as such. */
+static void
+txn_done(struct smtp_session *s)
+{
+	smtp_txn_end(s, s->txn && s->txn->discard);
+}
+
 /* m_eom - end of message: the header..eom stages, then our headers. */
 static sfsistat
 m_eom(SMFICTX *ctx)
 {
 	struct milter_conn *mc = conn(ctx);
-	struct smtp_session *s = mc->s;
 	size_t used;
+	sfsistat r;
 
+	if (!mc || (r = data_stage(ctx, mc)) != SMFIS_CONTINUE)
+		return mc ? r : SMFIS_CONTINUE;
+	struct smtp_session *s = mc->s;
 	if (!s->txn || !s->txn->msg)
 		return SMFIS_CONTINUE;
+	if (!mc->qid[0]) {
+		/* Postfix knows the queue id only once a recipient was accepted. */
+		const char *qid = smfi_getsymval(ctx, "i");
+		snprintf(mc->qid, sizeof(mc->qid), "%s", qid ? qid : "");
+	}
 	if (!mc->bol)
 		feed(mc, "\r\n", 2);
 	msg_parser_feed(s->txn->msg, ".\r\n", 3, &used);
+	struct message *m = msg_parser_message(s->txn->msg);
+	if (m->problem != MSG_OK) {
+		const char *text = smtp_reply_text(content_refusal(m->problem));
+		r = refuse(ctx, mc, "END-OF-MESSAGE", text[0] == '4' ? POLICY_TEMPFAIL : POLICY_REJECT,
+			   "content", text);
+		txn_done(s);
+		return r;
+	}
 	for (enum policy_stage st = PS_HEADER; st <= PS_EOM; st++) {
 		const struct policy_verdict *v = run(s, st);
 		if (v->action == POLICY_REJECT || v->action == POLICY_TEMPFAIL ||
 		    v->action == POLICY_DISCARD) {
-			sfsistat r = reply(ctx, mc, "END-OF-MESSAGE", v);
-			smtp_txn_end(s, v->action == POLICY_DISCARD);
+			r = reply(ctx, mc, "END-OF-MESSAGE", v);
+			txn_done(s);
 			return r;
 		}
 	}
 	headers_out(ctx, mc);
 	char checks[512];
 	policy_summary(s, checks, sizeof(checks));
-	log_info(s->id, "accepted: queue_id=%s from=<%s> size=%zu %s", mc->qid, s->txn->mail.addr,
-		 msg_parser_message(s->txn->msg)->size, checks);
+	log_info(s->id, "accepted: queue_id=%s from=<%s> size=%zu %s", mc->qid[0] ? mc->qid : "-",
+		 s->txn->mail.addr, m->size, checks);
 	smtp_txn_end(s, true);
 	return SMFIS_CONTINUE;
 }
@@ -430,25 +599,29 @@ static sfsistat
 m_abort(SMFICTX *ctx)
 {
 	struct milter_conn *mc = conn(ctx);
+
 	if (mc)
-		smtp_txn_end(mc->s, false);
+		txn_done(mc->s);
 	return SMFIS_CONTINUE;
 }
 
-/* m_close - the SMTP connection ended. */
+/* m_close - the SMTP connection ended (also after a negotiation alone). */
 static sfsistat
 m_close(SMFICTX *ctx)
 {
-	struct milter_conn *mc = conn(ctx);
+	struct milter_conn *mc = smfi_getpriv(ctx);
 
 	if (!mc)
 		return SMFIS_CONTINUE;
-	smtp_txn_end(mc->s, false);
-	log_info(mc->s->id, "disconnect from %s[%s]", mc->s->client_name, mc->s->client_ip);
-	stats_gauge_add(milter_worker.stats, STATS_CONNECTIONS_ACTIVE, -1);
-	smtp_session_unref(mc->s);
-	free(mc);
 	smfi_setpriv(ctx, NULL);
+	if (mc->s) {
+		struct smtp_session *s = mc->s;
+		txn_done(s);
+		log_info(s->id, "disconnect from %s[%s]", s->client_name, s->client_ip);
+		stats_gauge_add(milter_worker.stats, STATS_CONNECTIONS_ACTIVE, -1);
+		smtp_session_unref(s);
+	}
+	free(mc);
 	return SMFIS_CONTINUE;
 }
 
@@ -458,15 +631,17 @@ static sfsistat
 m_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
 	    unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
+	(void)f2;
+	(void)f3;
 	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS);
 	*pf1 = f1 & SMFIP_HDR_LEADSPC;
 	*pf2 = 0;
 	*pf3 = 0;
-	struct milter_conn *mc = calloc(1, sizeof(*mc));
-	if (mc) {
-		mc->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+	struct milter_conn *mc = smfi_getpriv(ctx);
+	if (!mc && (mc = calloc(1, sizeof(*mc))))
 		smfi_setpriv(ctx, mc);
-	}
+	if (mc)
+		mc->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
 	return SMFIS_CONTINUE;
 }
 

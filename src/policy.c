@@ -369,7 +369,8 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 	if (j->v.action == POLICY_CONTINUE) {
 		bool trusted = check_relay_trusted(s->cf, s);
 		j->spf = stage == PS_MAIL && !trusted;
-		j->ptr = stage == PS_CONNECT;
+		/* Milter mode: the MTA passed the name it looked up itself. */
+		j->ptr = stage == PS_CONNECT && s->w->base != NULL;
 		j->dkim = stage == PS_EOM;
 		j->rules = true;
 	}

@@ -692,6 +692,11 @@ server_run(const char *config_path, struct config *cf)
 				evconnlistener_set_error_cb(w->lev[k], accept_error_cb);
 		}
 	}
+	/*
+	 * A `reload` on the stats socket waits until startup is over: it would
+	 * free the startup configuration (cf) while we still read it.
+	 */
+	pthread_mutex_lock(&reload_lock);
 	if (cf->stats_socket) {
 		static const struct control_ops ops = {
 			.info = ctl_info, .sessions = ctl_sessions, .reload = ctl_reload,
@@ -724,6 +729,8 @@ server_run(const char *config_path, struct config *cf)
 		pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
 	log_info(NULL, "ravelin %s started: %u workers, %zu backends, config %s", RAVELIN_VERSION,
 		 srv->nworkers, cf->nbackends, config_path);
+	pthread_mutex_unlock(&reload_lock);
+	cf = NULL;	/* from here on srv->cf, which a reload replaces */
 
 	memset(&m, 0, sizeof(m));
 	m.srv = srv;

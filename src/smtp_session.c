@@ -265,9 +265,11 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_TIMEOUT)
 		log_info(s->id, "timeout writing to %s[%s]", s->client_name, s->client_ip);
-	else if ((what & BEV_EVENT_ERROR) && s->state == SS_TLS)
-		log_info(s->id, "TLS handshake failed with %s[%s]", s->client_name, s->client_ip);
-	else if (what & BEV_EVENT_EOF && s->state != SS_CLOSING && s->txn)
+	else if ((what & BEV_EVENT_ERROR) && !s->tls && s->state != SS_CLOSING &&
+		 (s->state == SS_TLS || (s->li->conf.flags & LISTEN_TLS))) {
+		smtp_tls_failed(s, bev);
+		return;
+	} else if (what & BEV_EVENT_EOF && s->state != SS_CLOSING && s->txn)
 		log_info(s->id, "lost connection after %s from %s[%s]",
 			 s->state == SS_DATA ? "DATA" : "command", s->client_name, s->client_ip);
 	smtp_drop(s);

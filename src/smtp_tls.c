@@ -10,7 +10,7 @@
  *
  * Public (smtp_internal.h):
  *   smtp_tls_wrap(), smtp_tls_offer(), smtp_tls_check(), smtp_tls_proceed(),
- *   smtp_tls_connected()
+ *   smtp_tls_connected(), smtp_tls_failed()
  */
 
 /* System. */
@@ -23,6 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 /* Project. */
@@ -143,4 +144,26 @@ smtp_tls_connected(struct smtp_session *s)
 		s->state = SS_CMD;
 		smtp_resume(s);
 	}
+}
+
+/* smtp_tls_failed - the handshake failed: log why, let the alert out, close. */
+void
+smtp_tls_failed(struct smtp_session *s, struct bufferevent *bev)
+{
+	unsigned long e, last = 0;
+	const char *why;
+
+	/* The first queued error is the cause; later ones are consequences. */
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (!last)
+			last = e;
+	why = last ? ERR_reason_error_string(last) : NULL;
+	log_info(s->id, "TLS handshake failed with %s[%s]: %s", s->client_name, s->client_ip,
+		 why ? why : "connection closed");
+	/* Replies queued for the encrypted channel (the implicit-TLS banner)
+	 * can never be sent; the alert OpenSSL wrote below a STARTTLS filter
+	 * still can, and tells the client why. */
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	smtp_close(s);
 }

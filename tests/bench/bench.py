@@ -191,7 +191,7 @@ def report(path, section):
     for _, w in runs:
         if w not in ways:
             ways.append(w)
-    med = {}
+    med, cpumed = {}, {}
     print()
     print("%-10s %-18s %10s %10s %10s %14s" % ("shape", "way", "msg/s", "min", "max",
                                                  "cpu s/1000msg"))
@@ -203,11 +203,13 @@ def report(path, section):
             rates = [m / s for m, s, _ in rs]
             cpu = [t / CLK_TCK / m * 1000 for m, _, t in rs if t >= 0]
             med[(shape, way)] = statistics.median(rates)
+            if cpu:
+                cpumed[(shape, way)] = statistics.median(cpu)
             print("%-10s %-18s %10.0f %10.0f %10.0f %14s" % (
                 shape, way, statistics.median(rates), min(rates), max(rates),
                 "%.3f" % statistics.median(cpu) if cpu else "-"))
     print()
-    return med, shapes
+    return med, cpumed, shapes
 
 
 def ratios(path, section, pairs):
@@ -215,7 +217,7 @@ def ratios(path, section, pairs):
     out = report(path, section)
     if not out:
         return 0
-    med, shapes = out
+    med, cpumed, shapes = out
     below = 0
     for shape in shapes:
         for num, den, target in pairs:
@@ -227,7 +229,12 @@ def ratios(path, section, pairs):
                 ok = r >= target
                 below += not ok
                 note = "  (target >= %.2f: %s)" % (target, "ok" if ok else "BELOW TARGET")
-            print("%-10s %s/%s %.2f%s" % (shape, num, den, r, note))
+            cpu = ""
+            if (shape, num) in cpumed and (shape, den) in cpumed:
+                # CPU per message is the figure least disturbed by other load.
+                cpu = "   CPU per message %.2fx" % _ratio(cpumed[(shape, num)],
+                                                    cpumed[(shape, den)])
+            print("%-10s %s/%s %.2f%s%s" % (shape, num, den, r, note, cpu))
     return below
 
 

@@ -24,11 +24,11 @@
 # Knobs (environment):
 #   BENCH_SECTIONS   "core idle policy latency" (default: all, in that order)
 #   BENCH_ROUNDS     rounds of alternation (3)
-#   BENCH_SINGLE     messages per run, one message per connection (10000)
-#   BENCH_MULTI      messages per run, 10 messages per connection (15000)
+#   BENCH_SINGLE     messages per run, one message per connection (8000)
+#   BENCH_MULTI      messages per run, 10 messages per connection (12000)
 #   BENCH_POLICY_SINGLE, BENCH_POLICY_MULTI   the same for the policy section
-#                    (5000, 8000)
-#   BENCH_IDLE       idle sessions (10000)
+#                    (3000, 5000)
+#   BENCH_IDLE       idle sessions (8000)
 #   BENCH_LATENCY    transactions per target for the latency figures (1000)
 #   BENCH_BACKEND    ravelin's backend mode: xclient (default) | none | proxy
 #   BENCH_NETNS      0 to stay in the host's network namespace
@@ -49,10 +49,10 @@ BENCHPY="$PY $HERE/bench.py"
 
 SECTIONS=${BENCH_SECTIONS:-core idle policy latency}
 ROUNDS=${BENCH_ROUNDS:-3}
-N_SINGLE=${BENCH_SINGLE:-10000}
-N_MULTI=${BENCH_MULTI:-15000}
-NP_SINGLE=${BENCH_POLICY_SINGLE:-5000}
-NP_MULTI=${BENCH_POLICY_MULTI:-8000}
+N_SINGLE=${BENCH_SINGLE:-8000}
+N_MULTI=${BENCH_MULTI:-12000}
+NP_SINGLE=${BENCH_POLICY_SINGLE:-3000}
+NP_MULTI=${BENCH_POLICY_MULTI:-5000}
 N_IDLE=${BENCH_IDLE:-10000}
 N_LAT=${BENCH_LATENCY:-1000}
 BACKEND_MODE=${BENCH_BACKEND:-xclient}

@@ -10,6 +10,7 @@ import ast
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -203,3 +204,23 @@ def fail2ban_regex(path):
     rows = [ast.literal_eval(ln.strip().rstrip(",")) for ln in r.stdout.splitlines()
             if ln.startswith("[")]
     return [row[0] for row in rows]
+
+
+def wait_log_re(r, pattern, timeout=5.0):
+    """The first match of a regular expression in ravelin's log, waiting for it."""
+    end = time.time() + timeout
+    while True:
+        m = re.search(pattern, r.log())
+        if m or time.time() > end:
+            return m
+        time.sleep(0.05)
+
+
+# A client as the log names it: "name[addr]" (the name depends on PTR data).
+CLIENT_127 = r"\S+\[127\.0\.0\.1\]"
+
+
+def swaks_tls():
+    """swaks can do TLS (it needs Net::SSLeay, package libnet-ssleay-perl)."""
+    r = subprocess.run(["swaks", "--support"], capture_output=True, timeout=30)
+    return b"TLS supported" in r.stdout + r.stderr

@@ -168,6 +168,14 @@ def test_rcpt_limit_by_client_network(env):
     assert [rcpt(ip) for ip in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::7",
                                 "2001:db8:1:2::8")] == [250, 250, 250, 452]   # one /64
     assert env.r.wait_log("key=192.0.2.0/24")
+    # A key holding '/' itself: the period comes last.
+    p = subprocess.run([CTL, "-s", env.sock, "show", "ratelimit", "by_net:192.0.2.0/24/2"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.stdout == "by_net:192.0.2.0/24: 3 events in the last 2s\n", p.stdout
+    p = subprocess.run([CTL, "-s", env.sock, "clear", "ratelimit", "by_net:192.0.2.0/24"],
+                       capture_output=True, text=True, timeout=10)
+    assert (p.returncode, p.stdout) == (0, "ok\n"), p.stdout
+    assert rcpt("192.0.2.5") == 250
 
 
 def test_ravelinctl_show_and_clear_ratelimit(env):

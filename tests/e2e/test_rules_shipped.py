@@ -47,6 +47,8 @@ class Shipped:
             "_dmarc.dmarc-quar.test": [{"TXT": "v=DMARC1; p=quarantine"}],
             "_dmarc.dmarc-none.test": [{"TXT": "v=DMARC1; p=none"}],
             "s1._domainkey.dkim.test": [{"TXT": "v=DKIM1; k=rsa; p=" + pub}],
+            "99.2.0.192.in-addr.arpa": [{"PTR": "mail.ptr.test."}],
+            "mail.ptr.test": [{"A": "192.0.2.99"}],
         })
         self.backend = harness.Backend(self.tmp, "--xclient")
         users = os.path.join(self.tmp, "users")
@@ -161,6 +163,15 @@ def test_helo_not_fqdn_and_no_ptr_only_score(sh):
     assert c.message("nf@client.test", ["u@example.org"], msg())[0] == 250
     c.cmd("QUIT")
     assert "score=2.5" in sh.accepted_line("nf@client.test")
+
+
+def test_client_with_confirmed_reverse_dns_does_not_score(sh):
+    c = sh.client("192.0.2.99")
+    c.greet("mail.ptr.test")
+    assert c.message("ptr@client.test", ["u@example.org"], msg(subject="ptr"))[0] == 250
+    c.cmd("QUIT")
+    line = sh.accepted_line("ptr@client.test")
+    assert "score=0.0" in line and "mail.ptr.test[192.0.2.99]" in sh.r.log(), line
 
 
 # ---- 20-envelope.rules ----
@@ -375,3 +386,14 @@ def test_shipped_rules_pass_check_mode(sh):
     p = subprocess.run([os.path.join(harness.BUILD, "ravelin"), "-c", sh.r.conf, "-t"],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("subject,caps", [("Re: Meeting at NOON", False), ("URGENT BUSINESS PROPOSAL", True),
+                                          ("WIN 1000000 EUROS RIGHT NOW!!", True), ("ABCDEFGHIJK", False)])
+def test_subject_in_capitals(sh, subject, caps):
+    sender = "caps%d@client.test" % abs(hash(subject))
+    c = sh.client()
+    c.greet("mail.client.test")
+    assert c.message(sender, ["u@example.org"], msg(subject=subject))[0] == 250
+    c.cmd("QUIT")
+    assert ("score=2.0" if caps else "score=1.0") in sh.accepted_line(sender)   # + no_ptr 1

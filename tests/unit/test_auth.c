@@ -473,7 +473,9 @@ users_verify(void **state)
 	double locked = now_ms() - t0;
 	print_message("5 verifications: known %.1f ms, unknown %.1f ms, locked %.1f ms\n", known,
 		      unknown, locked);
-	if (unknown < known * 0.3 || locked < known * 0.3)
+	/* Absolute, not relative: load on the machine inflates any one
+	 * measurement, never shrinks a crypt() to microseconds. */
+	if (unknown / 5 < 1.0 || locked / 5 < 1.0)
 		fail_msg("unknown or locked users are answered faster than known ones");
 
 	/* A reference outlives the loader's free (reload during a check). */

@@ -636,7 +636,7 @@ long_line_error(void **state)
 static void
 include_relative(void **state)
 {
-	char dir[256], path[300];
+	char dir[256], path[600];
 	struct errs e;
 
 	snprintf(dir, sizeof(dir), "%s/conf.d", tmpdir);
@@ -672,10 +672,39 @@ include_relative(void **state)
 	snprintf(path, sizeof(path), "%s/conf.d/host.conf:1: 'hostname' given twice", tmpdir);
 	assert_string_equal(e.msg[0], path);
 
-	/* A file including itself stops at the nesting limit with one error. */
-	assert_null(load_text("loop.conf", "include loop.conf\n", &e));
-	assert_true(e.n >= 1);
-	assert_non_null(strstr(e.msg[0], "loop.conf:1: include: nested too deeply"));
+	/* Include loops are one error each, found at once, however spelled. */
+	assert_null(load_text("loop.conf", "include loop.conf\ninclude ./loop.conf\n", &e));
+	assert_int_equal(e.n, 2);
+	snprintf(path, sizeof(path), "%s/loop.conf:1: include: '%s/loop.conf' is already being read",
+		 tmpdir, tmpdir);
+	assert_int_equal(strncmp(e.msg[0], path, strlen(path)), 0);
+	assert_non_null(strstr(e.msg[1], "loop.conf:2: include: "));
+	put("conf.d/x.conf", "include y.conf\n");
+	put("conf.d/y.conf", "\ninclude ../loop2.conf\n");
+	assert_null(load_text("loop2.conf", "include conf.d/x.conf\n", &e));
+	assert_int_equal(e.n, 1);
+	assert_non_null(strstr(e.msg[0], "conf.d/y.conf:2: include: "));
+	assert_non_null(strstr(e.msg[0], "(include loop)"));
+
+	/* Nesting deeper than 8 files is refused where it happens. */
+	for (int i = 0; i < 10; i++) {
+		char name[32], text[64];
+		snprintf(name, sizeof(name), "conf.d/n%d.conf", i);
+		snprintf(text, sizeof(text), "include n%d.conf\n", i + 1);
+		put(name, text);
+	}
+	memset(&e, 0, sizeof(e));
+	snprintf(path, sizeof(path), "%s/conf.d/n0.conf", tmpdir);
+	assert_null(config_load(path, collect, &e));
+	assert_int_equal(e.n, 1);
+	assert_non_null(strstr(e.msg[0], "conf.d/n7.conf:1: include: nested too deeply"));
+
+	/* The same file included twice (not nested) is fine. */
+	put("conf.d/twice.conf", "listen 127.0.0.1:2600 inbound\n");
+	cf = load_text("twice.conf", "include conf.d/twice.conf\ninclude conf.d/twice.conf\n", &e);
+	assert_non_null(cf);
+	assert_int_equal(cf->nlistens, 2);
+	config_unref(cf);
 }
 
 /* list_files - @FILE for local_domains and mynetworks, relative to the
