@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,33 @@ local_addr(struct milter_conn *mc, const char *v)
 	mc->local_known = true;
 }
 
+/* link_session - keep the open sessions listed for `show sessions`. */
+static void
+link_session(struct smtp_session *s, bool add)
+{
+	struct worker *w = &milter_worker;
+
+	pthread_mutex_lock(&w->lock);
+	if (add) {
+		s->prev = NULL;
+		s->next = w->sessions;
+		if (w->sessions)
+			w->sessions->prev = s;
+		w->sessions = s;
+		milter_srv.sessions++;
+	} else {
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			w->sessions = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+		s->prev = s->next = NULL;
+		milter_srv.sessions--;
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
 /* macros - facts the proxy would know itself, as the MTA sends them
  * (connect: j {daemon_name} {if_addr}; helo: {tls_version}; mail:
  * {auth_authen} i). Each is read once it appears. */
@@ -206,6 +234,7 @@ m_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	if (hostname && hostname[0] && hostname[0] != '[')
 		snprintf(s->client_name, sizeof(s->client_name), "%s", hostname);
 	smfi_setpriv(ctx, mc);
+	link_session(s, true);
 	stats_inc(milter_worker.stats, STATS_CONNECTIONS_TOTAL);
 	stats_gauge_add(milter_worker.stats, STATS_CONNECTIONS_ACTIVE, 1);
 	macros(ctx, mc);
@@ -618,6 +647,7 @@ m_close(SMFICTX *ctx)
 		struct smtp_session *s = mc->s;
 		txn_done(s);
 		log_info(s->id, "disconnect from %s[%s]", s->client_name, s->client_ip);
+		link_session(s, false);
 		stats_gauge_add(milter_worker.stats, STATS_CONNECTIONS_ACTIVE, -1);
 		smtp_session_unref(s);
 	}
@@ -653,6 +683,39 @@ ctl_info(void *arg, struct control_info *info)
 	info->started = milter_srv.started;
 	snprintf(info->config, sizeof(info->config), "%s", milter_srv.config_path);
 	info->workers = 0;
+	pthread_mutex_lock(&milter_worker.lock);
+	info->sessions = (long)milter_srv.sessions;
+	pthread_mutex_unlock(&milter_worker.lock);
+}
+
+/* ctl_sessions - `show sessions`: the MTA connections open now. */
+static int
+ctl_sessions(void *arg, struct evbuffer *out)
+{
+	char line[640];
+
+	pthread_mutex_lock(&milter_worker.lock);
+	for (struct smtp_session *s = milter_worker.sessions; s; s = s->next) {
+		smtp_session_describe(s, line, sizeof(line));
+		evbuffer_add_printf(out, "%s\n", line);
+	}
+	pthread_mutex_unlock(&milter_worker.lock);
+	return 0;
+}
+
+/* ctl_reload - `reload`: libmilter takes SIGHUP as "stop", so in milter
+ * mode this is the way to load changed rules and settings. New MTA
+ * connections get the new configuration; open ones keep theirs. */
+static int
+ctl_reload(void *arg, struct evbuffer *out)
+{
+	char err[2048];
+
+	if (server_reload(&milter_srv, err, sizeof(err)) < 0) {
+		evbuffer_add_printf(out, "%s", err[0] ? err : "reload failed");
+		return -1;
+	}
+	return 0;
 }
 
 /* milter_run - register with libmilter and serve until stopped. */
@@ -688,6 +751,7 @@ milter_run(const char *config_path, struct config *cf)
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&milter_srv.cf_lock, NULL);
+	pthread_mutex_init(&milter_worker.lock, NULL);
 	milter_srv.cf = cf;
 	milter_srv.config_path = strdup(config_path);
 	milter_srv.started = time(NULL);
@@ -706,6 +770,8 @@ milter_run(const char *config_path, struct config *cf)
 	if (cf->stats_socket) {
 		static const struct control_ops ops = {
 			.info = ctl_info,
+			.sessions = ctl_sessions,
+			.reload = ctl_reload,
 			.ratelimit_show = policy_runtime_rl_show,
 			.ratelimit_clear = policy_runtime_rl_clear,
 		};

@@ -687,7 +687,7 @@ server_run(const char *config_path, struct config *cf)
 		w->lev = calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof(*w->lev));
 		for (unsigned k = 0; k < srv->nlisteners; k++) {
 			w->lev[k] = evconnlistener_new(w->base, accept_cb, &srv->listeners[k],
-						       LEV_OPT_CLOSE_ON_EXEC, -1, srv->listeners[k].fd);
+						       LEV_OPT_CLOSE_ON_EXEC, 0, srv->listeners[k].fd);
 			if (w->lev[k])
 				evconnlistener_set_error_cb(w->lev[k], accept_error_cb);
 		}
@@ -745,6 +745,18 @@ server_run(const char *config_path, struct config *cf)
 	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	event_base_dispatch(m.base);
 
+	/*
+	 * A session that went away during a check is freed by the check's
+	 * result, which the pool posts to the session's loop: with every
+	 * session gone, let the pool finish while the loops still run. After
+	 * a forced exit (sessions left) live sessions may still submit, so
+	 * the loops stop first and whatever is in flight is abandoned.
+	 */
+	bool drained = __atomic_load_n(&srv->sessions, __ATOMIC_RELAXED) == 0;
+	if (drained) {
+		checkpool_free(srv->pool);
+		srv->pool = NULL;
+	}
 	post(srv, worker_exit);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		pthread_join(srv->workers[i].thread, NULL);

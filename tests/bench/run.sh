@@ -414,7 +414,7 @@ section_idle()
 	[ $? -eq 0 ] || BELOW=1
 }
 
-# policy_wired - one word on whether src/ runs rules/SPF/DKIM yet (for the record).
+# policy_note - say whether src/policy*.c evaluates rules yet (for the record).
 policy_note()
 {
 	if grep -q 'rules_eval' "$ROOT"/src/policy*.c 2>/dev/null; then

@@ -316,3 +316,40 @@ def test_refusal_line_matches_fail2ban_filter(relay, tmp_path):
         pytest.skip("fail2ban-regex not installed")
     path = lib.syslog_copy(relay, tmp_path, "reject: RCPT")
     assert lib.fail2ban_regex(path) == [UNTRUSTED]
+
+
+def test_client_xclient_grants_nothing(relay):
+    """Only ravelin speaks XCLIENT, to its backend: a client's XCLIENT
+    naming a mynetworks address must not make it trusted."""
+    c = session(relay, UNTRUSTED)
+    code, text = c.cmd("XCLIENT ADDR=%s NAME=trusted.example LOGIN=bob" % TRUSTED)
+    assert code >= 500, text
+    c.cmd("EHLO client.test")
+    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
+    assert c.cmd("RCPT TO:<victim@other.example>")[0] == 554
+    c.cmd("QUIT")
+    assert rcpts_seen(relay.backend) == []
+
+
+def test_mail_auth_parameter_grants_nothing(relay):
+    c = session(relay, UNTRUSTED)
+    assert c.cmd("MAIL FROM:<a@sender.example> AUTH=bob@example.org")[0] == 250
+    assert c.cmd("RCPT TO:<victim@other.example>")[0] == 554
+    c.cmd("QUIT")
+    assert rcpts_seen(relay.backend) == []
+    assert not any("AUTH=" in m for m in commands(relay.backend))
+
+
+def test_proxy_header_on_plain_listener_is_not_honoured(ravelin_factory, tmp_path, cmdbackend,
+                                                        dns):
+    r = start(ravelin_factory, tmp_path, cmdbackend, dns, mynetworks="198.51.100.0/24",
+              plain_listener=True)
+    c = harness.Client(r.plain_port, source="127.0.0.2")
+    assert c.reply()[0] == 220
+    code, text = c.cmd(harness.proxy_v1(TRUSTED).decode().rstrip("\r\n"))
+    assert code >= 500, text
+    c.cmd("EHLO client.test")
+    assert c.cmd("MAIL FROM:<a@sender.example>")[0] == 250
+    assert c.cmd("RCPT TO:<victim@other.example>")[0] == 554
+    c.cmd("QUIT")
+    assert rcpts_seen(cmdbackend) == []

@@ -85,7 +85,7 @@ def test_client_timeout(tmp_path, dns, backend, ravelin_factory):
     assert text == "421 4.4.2 mx.test.example Error: timeout exceeded"
     assert 0.8 < time.time() - t0 < 4
     assert c.closed()
-    assert r.wait_log("timeout after command from unknown[127.0.0.1]")
+    assert r.wait_re(r"timeout after command from \S+\[127\.0\.0\.1\]")
 
 
 def test_client_timeout_restarts_with_each_command(tmp_path, dns, backend, ravelin_factory):

@@ -388,3 +388,58 @@ def test_unix_socket(tmp_path, mdns):
         assert m.wait_stats(lambda s: s["messages_accepted_total"] == 1)["messages_accepted_total"] == 1
     finally:
         assert m.stop() in (0, -15), m.log()
+
+
+def test_reload_through_the_stats_socket(milter):
+    # libmilter stops on SIGHUP, so milter mode reloads through the socket.
+    with open(os.path.join(milter.tmp, "rules", "70-new.rules"), "w") as f:
+        f.write('newrule: mail sender == new@pass.example -> reject 550 5.7.1 "New rule"\n')
+    r = ml.subprocess.run([ml.CTL, "-s", milter.stats_sock, "reload"], capture_output=True,
+                          text=True, timeout=20)
+    assert r.returncode == 0, (r.stdout, r.stderr, milter.log())
+    milter.run('''
+expect(SMFIR_CONTINUE, "conninfo", mt.conninfo(conn, "mail.client.example", "192.0.2.5"))
+expect(SMFIR_REPLYCODE, "mail", mt.mailfrom(conn, "<new@pass.example>"))
+''')
+    assert milter.wait_log("550 5.7.1 New rule"), milter.log()
+    # A broken file is refused with FILE:LINE and the old rules stay.
+    with open(os.path.join(milter.tmp, "rules", "70-new.rules"), "w") as f:
+        f.write("mail sender == -> reject\n")
+    r = ml.subprocess.run([ml.CTL, "-s", milter.stats_sock, "reload"], capture_output=True,
+                          text=True, timeout=20)
+    assert r.returncode != 0 and "70-new.rules:1" in (r.stdout + r.stderr), r
+    milter.run('''
+expect(SMFIR_CONTINUE, "conninfo", mt.conninfo(conn, "mail.client.example", "192.0.2.5"))
+expect(SMFIR_REPLYCODE, "mail", mt.mailfrom(conn, "<new@pass.example>"))
+''')
+
+
+def test_show_sessions_lists_open_milter_connections(milter):
+    import subprocess
+    path = os.path.join(milter.tmp, "slow.lua")
+    with open(path, "w") as f:
+        f.write(ml.PRELUDE + '''
+expect(SMFIR_CONTINUE, "conninfo", mt.conninfo(conn, "slow.client.example", "192.0.2.77"))
+expect(SMFIR_CONTINUE, "helo", mt.helo(conn, "slow.client.example"))
+mt.sleep(2)
+mt.disconnect(conn)
+''')
+    p = subprocess.Popen([ml.MILTERTEST, "-D", "SOCK=" + milter.sock, "-s", path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = ""
+        for _ in range(100):
+            r = subprocess.run([ml.CTL, "-s", milter.stats_sock, "show", "sessions"],
+                               capture_output=True, text=True, timeout=20)
+            seen = r.stdout
+            if "192.0.2.77" in seen:
+                break
+            ml.time.sleep(0.02)
+        assert "slow.client.example[192.0.2.77]" in seen and "helo=slow.client.example" in seen, seen
+        r = subprocess.run([ml.CTL, "-s", milter.stats_sock, "show", "info"],
+                           capture_output=True, text=True, timeout=20)
+        assert "sessions: 1" in r.stdout, r.stdout
+    finally:
+        assert p.wait(timeout=30) == 0, p.stdout.read()
+    st = milter.wait_stats(lambda s: s["connections_active"] == 0)
+    assert st["connections_active"] == 0

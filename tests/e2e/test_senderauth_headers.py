@@ -290,7 +290,8 @@ def test_dns_server_that_stops_answering(tmp_path, backend, ravelin_factory):
             assert code == 250, text
             res = sa.results(sa.last(backend))
             assert res["dkim"][0][0] == "temperror" and res["dmarc"][0][0] == "temperror", res
-            assert eom_wait < 4.0, eom_wait
+            # connect PTR + DKIM key + _dmarc: three 1 s timeouts at most.
+            assert eom_wait < 5.0, eom_wait
             print("silent DNS: SPF temperror after %.2f s, DKIM+DMARC temperror message "
                   "after %.2f s (dns_timeout 1s)" % (spf_wait, eom_wait))
         finally:

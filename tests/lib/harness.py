@@ -103,6 +103,17 @@ class Ravelin:
             time.sleep(0.05)
         return False
 
+    def wait_re(self, pattern, timeout=5.0):
+        """Wait for a log line matching a regular expression; the match or None.
+        "[IP]" in a pattern stands for any client name before that address."""
+        import re
+        end = time.time() + timeout
+        while True:
+            m = re.search(pattern, self.log())
+            if m or time.time() >= end:
+                return m
+            time.sleep(0.05)
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 
