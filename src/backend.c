@@ -117,8 +117,12 @@ be_timer_arm(struct backend *be, unsigned seconds)
 static void
 be_write(struct backend *be, const char *line)
 {
-	bufferevent_write(be->bev, line, strlen(line));
-	bufferevent_write(be->bev, "\r\n", 2);
+	char buf[2100];
+	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
+
+	/* One write per command: a second one would schedule the event again. */
+	if (n > 0 && (size_t)n < sizeof(buf))
+		bufferevent_write(be->bev, buf, (size_t)n);
 	be_timer_arm(be, be->s->cf->backend_timeout);
 }
 

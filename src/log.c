@@ -23,12 +23,14 @@
 static enum log_dest log_dest = LOG_DEST_STDERR;
 static int log_verbose;		/* atomic: a reload may change it */
 static const char *log_ident = "ravelin";
+static int log_pid;
 
 /* log_init - choose the destination; verbose > 0 enables log_debug. */
 void
 log_init(const char *ident, enum log_dest dest, int verbose)
 {
 	log_ident = ident;
+	log_pid = (int)getpid();
 	log_dest = dest;
 	log_verbose = verbose;
 	if (dest == LOG_DEST_SYSLOG)
@@ -66,7 +68,7 @@ vlog(int pri, const char *sid, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	int len = snprintf(line, sizeof(line), "%02d:%02d:%02d.%03ld %s[%d]: %s\n", tm.tm_hour,
-			   tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_ident, (int)getpid(), msg);
+			   tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_ident, log_pid, msg);
 	if (len > (int)sizeof(line) - 1)
 		len = sizeof(line) - 1;
 	(void)!write(STDERR_FILENO, line, len);
