@@ -6,6 +6,10 @@
  * thread-safe once evthread_use_pthreads() was called. The session that
  * submitted a job stays alive until done() has run.
  *
+ * The pool grows (up to CHECKPOOL_MAX threads) when a job arrives and no
+ * thread is idle: checks mostly wait on the network, so a few slow DNS
+ * servers must not make every other session queue behind them.
+ *
  * Public:
  *   checkpool_new(), checkpool_submit(), checkpool_free()
  */
@@ -22,6 +26,9 @@
 #include "checkpool.h"
 #include "log.h"
 
+/* Threads at most: each costs a stack, and waits are bounded anyway. */
+#define CHECKPOOL_MAX 128
+
 struct checkpool_job {
 	struct checkpool_job *next;
 	struct event_base *base;
@@ -36,6 +43,8 @@ struct checkpool {
 	struct checkpool_job *head, *tail;
 	int stopping;
 	unsigned nthreads;
+	unsigned idle;              /* threads waiting for a job */
+	unsigned queued;            /* jobs not yet taken */
 	pthread_t *threads;
 };
 
@@ -58,8 +67,10 @@ worker(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&pool->lock);
+		pool->idle++;
 		while (!pool->head && !pool->stopping)
 			pthread_cond_wait(&pool->cond, &pool->lock);
+		pool->idle--;
 		struct checkpool_job *job = pool->head;
 		if (!job) {
 			pthread_mutex_unlock(&pool->lock);
@@ -68,6 +79,7 @@ worker(void *arg)
 		pool->head = job->next;
 		if (!pool->head)
 			pool->tail = NULL;
+		pool->queued--;
 		pthread_mutex_unlock(&pool->lock);
 
 		job->work(job->arg);
@@ -86,11 +98,13 @@ checkpool_new(unsigned nthreads)
 		return NULL;
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->cond, NULL);
-	pool->threads = calloc(nthreads ? nthreads : 1, sizeof(pthread_t));
+	pool->threads = calloc(CHECKPOOL_MAX, sizeof(pthread_t));
 	if (!pool->threads) {
 		free(pool);
 		return NULL;
 	}
+	if (nthreads > CHECKPOOL_MAX)
+		nthreads = CHECKPOOL_MAX;
 	for (unsigned i = 0; i < (nthreads ? nthreads : 1); i++) {
 		if (pthread_create(&pool->threads[i], NULL, worker, pool) != 0)
 			break;
@@ -123,6 +137,12 @@ checkpool_submit(struct checkpool *pool, struct event_base *base, void (*work)(v
 	else
 		pool->head = job;
 	pool->tail = job;
+	pool->queued++;
+	/* More jobs than idle threads (the others wait on DNS, most likely):
+	 * add a thread rather than make this job wait behind them. */
+	if (pool->queued > pool->idle && pool->nthreads < CHECKPOOL_MAX &&
+	    pthread_create(&pool->threads[pool->nthreads], NULL, worker, pool) == 0)
+		pool->nthreads++;
 	pthread_cond_signal(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;

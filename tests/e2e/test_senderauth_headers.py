@@ -315,9 +315,7 @@ def mynet_latency(r, n):
     return out
 
 
-@pytest.mark.parametrize("slow_sessions", [1, 3, pytest.param(6, marks=pytest.mark.xfail(
-    reason="known limit: with more sessions waiting on DNS than check_threads, "
-           "other sessions' eom jobs queue behind them on the check pool", strict=True))])
+@pytest.mark.parametrize("slow_sessions", [1, 3, 6, 12])
 def test_slow_dns_does_not_slow_other_sessions(tmp_path, hdns, backend, ravelin_factory,
                                                slow_sessions):
     r = sa.start(ravelin_factory, backend, hdns, tmp_path, rules="shipped",
