@@ -18,10 +18,8 @@ struct policy_job;
 struct msg_header;
 struct evbuffer;
 
+/* Per transaction: created at MAIL, freed when the transaction ends. */
 struct policy_state {
-	struct policy_job *job;          /* on the check pool */
-	int stage;                       /* the stage being evaluated */
-	double session_score;            /* connect/helo stages */
 	double txn_score;
 	struct evbuffer *hdrs;           /* add_header actions */
 

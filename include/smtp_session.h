@@ -96,7 +96,10 @@ struct smtp_session {
 
 	struct smtp_txn *txn;   /* NULL outside a transaction */
 	struct backend *be;
-	struct policy_state *pol;
+	struct policy_state *pol;   /* per transaction, from MAIL on */
+	struct policy_job *pol_job; /* a stage's work on the check pool */
+	int pol_stage;              /* the stage being evaluated */
+	double pol_score;           /* score from the connect and helo stages */
 
 	/* The verdict of the stage in progress, for proceed(). */
 	enum smtp_verb pending_verb;

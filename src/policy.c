@@ -80,7 +80,7 @@ policy_state(struct smtp_session *s)
 bool
 policy_busy(const struct smtp_session *s)
 {
-	return s->pol && s->pol->job;
+	return s->pol_job != NULL;
 }
 
 /* reply - fill a verdict. */
@@ -254,12 +254,15 @@ apply_rules(struct smtp_session *s, const struct rules_result *rr, struct policy
 	for (unsigned i = 0; i < rr->nscores; i++)
 		log_info(s->id, "rule %s: score %+g \"%s\"", rr->scores[i].rule, rr->scores[i].delta,
 			 rr->scores[i].reason);
-	if (s->txn)
+	if (s->txn && st)
 		st->txn_score += rr->score;
 	else
-		st->session_score += rr->score;
-	for (unsigned i = 0; i < rr->nheaders; i++)
-		evbuffer_add_printf(st->hdrs, "%s: %s\r\n", rr->headers[i].name, rr->headers[i].value);
+		s->pol_score += rr->score;
+	/* add_header before MAIL applies to the session's first message. */
+	if (rr->nheaders && (st = policy_state(s)))
+		for (unsigned i = 0; i < rr->nheaders; i++)
+			evbuffer_add_printf(st->hdrs, "%s: %s\r\n", rr->headers[i].name,
+					    rr->headers[i].value);
 	if (v->action != POLICY_CONTINUE)
 		return;   /* a built-in check already decided */
 	switch (rr->verdict) {
@@ -320,7 +323,7 @@ job_done(void *arg)
 	struct policy_job *j = arg;
 	struct smtp_session *s = j->s;
 
-	s->pol->job = NULL;
+	s->pol_job = NULL;
 	if (s->closed) {
 		/* The client left while we were busy: now the transaction may go. */
 		smtp_txn_release(s);
@@ -350,11 +353,12 @@ builtin(struct smtp_session *s, enum policy_stage st, struct policy_verdict *v)
 void
 policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done)
 {
-	struct policy_state *st = policy_state(s);
+	/* Idle sessions carry no policy state: it is per transaction. */
+	struct policy_state *st = stage >= PS_MAIL ? policy_state(s) : NULL;
 	struct policy_job *j = calloc(1, sizeof(*j));
 	struct server *srv = s->w->srv;
 
-	if (!st || !j) {
+	if ((stage >= PS_MAIL && !st) || !j) {
 		struct policy_verdict v = { .action = POLICY_TEMPFAIL, .rule = "memory" };
 		snprintf(v.reply, sizeof(v.reply), "%s", smtp_reply_text(RPL_LOCAL_ERROR));
 		free(j);
@@ -363,7 +367,7 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 	}
 	j->s = s;
 	j->stage = stage;
-	st->stage = stage;
+	s->pol_stage = stage;
 	j->done = done;
 	builtin(s, stage, &j->v);
 	if (j->v.action == POLICY_CONTINUE) {
@@ -393,10 +397,10 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 		free(j);
 		return;
 	}
-	st->job = j;
+	s->pol_job = j;
 	smtp_session_ref(s);
 	if (checkpool_submit(srv->pool, s->w->base, job_work, job_done, j) < 0) {
-		st->job = NULL;
+		s->pol_job = NULL;
 		smtp_session_unref(s);
 		verdict(&j->v, POLICY_TEMPFAIL, "checkpool", "%s", smtp_reply_text(RPL_LOCAL_ERROR));
 		done(s, &j->v);
@@ -545,14 +549,14 @@ policy_summary(struct smtp_session *s, char *buf, size_t len)
 	struct policy_state *st = s->pol;
 
 	if (!st) {
-		buf[0] = '\0';
+		snprintf(buf, len, "spf=skipped dkim=none dmarc=none score=%.1f", s->pol_score);
 		return;
 	}
 	snprintf(buf, len, "spf=%s dkim=%s dmarc=%s score=%.1f",
 		 st->spf_ran ? spf_result_name(st->spf.result) : "skipped",
 		 st->dkim_ran ? dkimv_result_str(st->dkim_best) : "none",
 		 st->dmarc_ran ? dmarcv_result_str(st->dmarc.result) : "none",
-		 st->session_score + st->txn_score);
+		 s->pol_score + st->txn_score);
 }
 
 /* policy_reset - forget transaction facts (end of a transaction). */
@@ -565,27 +569,16 @@ policy_reset(struct smtp_session *s)
 		return;
 	if (st->dkim)
 		dkimv_free(st->dkim);
-	st->dkim = NULL;
-	st->dkim_body = false;
-	st->dkim_ran = st->spf_ran = st->dmarc_ran = st->spoof_local = false;
-	st->txn_score = 0;
-	st->from_addr[0] = st->from_domain[0] = st->from_name[0] = '\0';
-	st->from_count = 0;
-	evbuffer_drain(st->hdrs, evbuffer_get_length(st->hdrs));
+	if (st->hdrs)
+		evbuffer_free(st->hdrs);
 	free(st->body);
-	st->body = NULL;
+	free(st);
+	s->pol = NULL;
 }
 
 /* policy_session_free - release per-session policy state. */
 void
 policy_session_free(struct smtp_session *s)
 {
-	struct policy_state *st = s->pol;
-
-	if (!st)
-		return;
 	policy_reset(s);
-	evbuffer_free(st->hdrs);
-	free(st);
-	s->pol = NULL;
 }

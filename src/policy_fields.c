@@ -112,8 +112,9 @@ header_value(const struct msg_header *h, struct rules_value *out)
 static bool
 get(void *ctx, enum rules_field f, const char *arg, unsigned i, struct rules_value *out)
 {
+	static struct policy_state none;   /* before MAIL: nothing known */
 	struct smtp_session *s = ctx;
-	struct policy_state *st = s->pol;
+	struct policy_state *st = s->pol ? s->pol : &none;
 	struct smtp_txn *t = s->txn;
 
 	if (f == RULES_F_HEADER) {
@@ -134,7 +135,7 @@ get(void *ctx, enum rules_field f, const char *arg, unsigned i, struct rules_val
 	if (f == RULES_F_RCPT || f == RULES_F_RCPT_DOMAIN) {
 		if (!t)
 			return false;
-		if (st->stage == PS_RCPT) {
+		if (s->pol_stage == PS_RCPT) {
 			/* rcpt stage: the recipient being decided */
 			if (i)
 				return false;
@@ -219,7 +220,7 @@ get(void *ctx, enum rules_field f, const char *arg, unsigned i, struct rules_val
 			return st->dkim_ran ? str(out, "none") : false;
 		return str(out, dmarcv_policy_str(st->dmarc.disposition));
 	case RULES_F_SCORE:
-		rules_value_num(out, st->session_score + st->txn_score);
+		rules_value_num(out, s->pol_score + st->txn_score);
 		return true;
 	default:
 		return false;

@@ -293,6 +293,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	log_info(s->id, "timeout after %s from %s[%s]", s->state == SS_DATA ? "DATA" : "command",
 		 s->client_name, s->client_ip);
+	if (s->txn)
+		s->txn->last_refusal = 421;
 	smtp_reply_id(s, RPL_TIMEOUT);
 	smtp_close(s);
 }
@@ -698,6 +700,8 @@ smtp_session_shutdown(struct smtp_session *s)
 	if (s->closed || s->state == SS_CLOSING)
 		return;
 	log_info(s->id, "shutdown: closing session with %s[%s]", s->client_name, s->client_ip);
+	if (s->txn)
+		s->txn->last_refusal = 421;     /* counts as tempfailed (DESIGN.md 11) */
 	smtp_reply_id(s, RPL_SHUTDOWN);
 	smtp_close(s);
 }

@@ -4,6 +4,7 @@ end of data, disconnects mid-DATA, refused DATA). Every message the client
 saw accepted is in the backend exactly once, byte for byte; none that the
 client saw refused (or abandoned mid-DATA) is there at all."""
 
+import os
 import random
 import threading
 
@@ -85,7 +86,8 @@ def run_session(port, sid, outcomes, errors):
 
 
 def test_nothing_lost_under_backend_chaos(tmp_path, dns, ravelin_factory):
-    b = harness.Backend(str(tmp_path), "--xclient", "--chaos", "4242")
+    seed = os.environ.get("RAVELIN_CHAOS_SEED", "4242")
+    b = harness.Backend(str(tmp_path), "--xclient", "--chaos", seed)
     try:
         r = harness.start_proxy(ravelin_factory, b, dns, "spool_memory 16k\nbackend_timeout 5s")
         outcomes, errors = {}, []
