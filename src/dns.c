@@ -47,9 +47,24 @@
 #define DNS_NAME_MAX 253	/* presentation form, no final dot */
 #define DNS_LABEL_MAX 63
 
+/* A front cache of converted answers: a hit costs a lock and a copy
+ * instead of two thread hand-offs through unbound's dispatcher. Direct-
+ * mapped (a collision replaces), bounded, honouring the answer's TTL. */
+#define DNS_CACHE_SLOTS 4096
+#define DNS_CACHE_SHARDS 16
+
+struct dns_cache_slot {
+	char *name;                 /* lower-cased, NULL when empty */
+	int type;
+	struct timespec expires;
+	struct dns_answer *ans;
+};
+
 struct dns {
 	struct ub_ctx *ctx;
 	unsigned timeout_ms;
+	pthread_mutex_t cache_lock[DNS_CACHE_SHARDS];
+	struct dns_cache_slot cache[DNS_CACHE_SLOTS];
 	pthread_t dispatcher;
 	int stop_pipe[2];	/* written once by dns_free to stop the dispatcher */
 };
@@ -218,6 +233,8 @@ dns_new(const char *server, unsigned timeout_ms, char *err, size_t errlen)
 	}
 	dns->stop_pipe[0] = dns->stop_pipe[1] = -1;
 	dns->timeout_ms = timeout_ms ? timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
+	for (int i = 0; i < DNS_CACHE_SHARDS; i++)
+		pthread_mutex_init(&dns->cache_lock[i], NULL);
 	if ((dns->ctx = ub_ctx_create()) == NULL) {
 		dns_set_err(err, errlen, "ub_ctx_create failed", NULL);
 		goto fail;
@@ -273,6 +290,12 @@ dns_free(struct dns *dns)
 	ub_ctx_delete(dns->ctx);
 	close(dns->stop_pipe[0]);
 	close(dns->stop_pipe[1]);
+	for (size_t i = 0; i < DNS_CACHE_SLOTS; i++) {
+		free(dns->cache[i].name);
+		dns_answer_free(dns->cache[i].ans);
+	}
+	for (int i = 0; i < DNS_CACHE_SHARDS; i++)
+		pthread_mutex_destroy(&dns->cache_lock[i]);
 	free(dns);
 }
 
@@ -529,6 +552,108 @@ dns_pending_new(void)
 	return p;
 }
 
+/* answer_dup - a deep copy of an answer (NULL on allocation failure). */
+static struct dns_answer *
+answer_dup(const struct dns_answer *a)
+{
+	struct dns_answer *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	*c = *a;
+	c->rr = NULL;
+	c->count = 0;
+	c->canonname = a->canonname ? strdup(a->canonname) : NULL;
+	if (a->count) {
+		c->rr = calloc(a->count, sizeof(*c->rr));
+		if (!c->rr) {
+			dns_answer_free(c);
+			return NULL;
+		}
+		for (size_t i = 0; i < a->count; i++) {
+			c->rr[i] = a->rr[i];
+			c->rr[i].text = malloc(a->rr[i].len + 1);
+			if (!c->rr[i].text) {
+				dns_answer_free(c);
+				return NULL;
+			}
+			memcpy(c->rr[i].text, a->rr[i].text, a->rr[i].len + 1);
+			c->count = i + 1;
+		}
+	}
+	return c;
+}
+
+/* cache_slot - where (name, type) lives; name lower-cased into key. */
+static size_t
+cache_slot(const char *name, int type, char *key, size_t keylen)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)type;
+	size_t i;
+
+	for (i = 0; name[i] && i + 1 < keylen; i++) {
+		key[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+		h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+	}
+	key[i] = '\0';
+	return (size_t)(h % DNS_CACHE_SLOTS);
+}
+
+/* cache_get - a fresh copy of a cached answer, or NULL. */
+static struct dns_answer *
+cache_get(struct dns *dns, const char *name, int type)
+{
+	char key[DNS_NAME_MAX * 4 + 8];
+	size_t slot = cache_slot(name, type, key, sizeof(key));
+	pthread_mutex_t *lock = &dns->cache_lock[slot % DNS_CACHE_SHARDS];
+	struct dns_cache_slot *e = &dns->cache[slot];
+	struct dns_answer *copy = NULL;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(lock);
+	if (e->name && e->type == type && strcmp(e->name, key) == 0 && dns_ts_before(&now, &e->expires)) {
+		copy = answer_dup(e->ans);
+		if (copy) {
+			/* What is left of the TTL, as a resolver would say. */
+			copy->ttl = (unsigned)(e->expires.tv_sec - now.tv_sec);
+		}
+	}
+	pthread_mutex_unlock(lock);
+	return copy;
+}
+
+/* cache_put - remember a definite answer (data, NODATA, NXDOMAIN). */
+static void
+cache_put(struct dns *dns, const char *name, int type, const struct dns_answer *ans)
+{
+	char key[DNS_NAME_MAX * 4 + 8];
+	struct dns_answer *copy;
+
+	if (ans->ttl == 0 || (ans->status != DNS_OK && ans->status != DNS_NODATA &&
+			      ans->status != DNS_NXDOMAIN))
+		return;
+	if (!(copy = answer_dup(ans)))
+		return;
+	size_t slot = cache_slot(name, type, key, sizeof(key));
+	pthread_mutex_t *lock = &dns->cache_lock[slot % DNS_CACHE_SHARDS];
+	struct dns_cache_slot *e = &dns->cache[slot];
+	char *k = strdup(key);
+	if (!k) {
+		dns_answer_free(copy);
+		return;
+	}
+	pthread_mutex_lock(lock);
+	free(e->name);
+	dns_answer_free(e->ans);
+	e->name = k;
+	e->type = type;
+	e->ans = copy;
+	clock_gettime(CLOCK_MONOTONIC, &e->expires);
+	e->expires.tv_sec += ans->ttl;
+	pthread_mutex_unlock(lock);
+}
+
 /* dns_query - ask, wait until answer/timeout/deadline, convert. */
 enum dns_status
 dns_query(struct dns *dns, const char *name, enum dns_type type, const struct timespec *deadline,
@@ -540,6 +665,8 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, const struct ti
 	char qname[DNS_NAME_MAX * 4 + 8];
 	int id, rc, done;
 
+	if ((*answerp = cache_get(dns, name, (int)type)) != NULL)
+		return (*answerp)->status;
 	if ((*answerp = ans = calloc(1, sizeof(*ans))) == NULL)
 		return DNS_SERVFAIL;
 	ans->rcode = -1;
@@ -574,6 +701,7 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, const struct ti
 	if (done) {
 		dns_convert(ans, name, type, p->err, p->result);
 		dns_pending_free(p);
+		cache_put(dns, name, (int)type, ans);
 		return ans->status;
 	}
 	/*

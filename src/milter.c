@@ -358,6 +358,11 @@ m_envrcpt(SMFICTX *ctx, char **argv)
 	struct smtp_txn *t = s->txn;
 	path(argv, false, &t->rcpt);
 	t->rcpt_attempts++;
+	if (t->nrcpts >= s->cf->max_recipients) {
+		stats_inc(milter_worker.stats, STATS_RECIPIENTS_REJECTED_TOTAL);
+		return refuse(ctx, mc, "RCPT", POLICY_TEMPFAIL, "max_recipients",
+			      smtp_reply_text(RPL_TOO_MANY_RCPTS));
+	}
 	const struct policy_verdict *v = run(s, PS_RCPT);
 	sfsistat r = reply(ctx, mc, "RCPT", v);
 	if (r != SMFIS_CONTINUE) {
@@ -789,7 +794,9 @@ milter_run(const char *config_path, struct config *cf)
 		log_warnx(NULL, "milter_socket %s: cannot listen", cf->milter_socket);
 		return 1;
 	}
-	smfi_settimeout(cf->client_timeout);
+	/* No smfi_settimeout(client_timeout): the MTA is silent towards the
+	 * milter while its client sends DATA (Postfix passes the message only
+	 * once it is all in), so libmilter's default (2 hours) stays. */
 	log_info(NULL, "ravelin %s milter listening on %s", RAVELIN_VERSION, cf->milter_socket);
 	int r = smfi_main();
 	control_free(milter_srv.control);

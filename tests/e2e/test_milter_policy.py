@@ -443,3 +443,14 @@ mt.disconnect(conn)
         assert p.wait(timeout=30) == 0, p.stdout.read()
     st = milter.wait_stats(lambda s: s["connections_active"] == 0)
     assert st["connections_active"] == 0
+
+
+def test_max_recipients_as_in_the_proxy(tmp_path, mdns):
+    m = ml.Milter(tmp_path, mdns, extra="max_recipients 2")
+    try:
+        m.run(envelope(GOOD, "alice@pass.example", rcpts=("a@example.org", "b@example.org")) + '''
+expect(SMFIR_REPLYCODE, "rcpt 3", mt.rcptto(conn, "<c@example.org>"))
+''')
+        assert m.wait_log("452 4.5.3 Error: too many recipients"), m.log()
+    finally:
+        assert m.stop() in (0, -15), m.log()

@@ -81,14 +81,15 @@ mydomain = test.example
 mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+# The presented test clients may relay as far as Postfix is concerned:
+# ravelin decides. The instance is reachable on loopback only.
+mynetworks = 127.0.0.0/8 192.0.2.0/24 198.51.100.0/24
 relay_domains = example.org
 relayhost = [127.0.0.1]:{backend_port}
 smtp_dns_support_level = disabled
 smtpd_peername_lookup = no
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
-# ravelin decides on relaying; this instance is reachable on loopback only.
-smtpd_relay_restrictions = permit
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_milters = inet:127.0.0.1:{milter_port}
 milter_protocol = 6
 milter_default_action = tempfail
