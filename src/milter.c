@@ -3,12 +3,18 @@
  *
  * Each milter connection gets a session object of its own, filled from
  * the callbacks and the MTA's macros ({auth_authen}, {tls_version},
- * {daemon_name}, {if_addr}, i) instead of from an SMTP dialogue, so the
- * built-in checks, the rules and the counters are exactly those of proxy
- * mode. The message is fed through the same DATA parser (re-stuffed as
- * it would arrive on the wire), so DKIM streams and the From: checks see
- * what the proxy would see. Checks that wait run on libmilter's own
- * connection thread, bounded by the same DNS and Redis timeouts.
+ * {if_addr} or Postfix's {daemon_addr}, j, {daemon_name}, i) instead of
+ * from an SMTP dialogue, so the built-in checks, the rules and the
+ * counters are exactly those of proxy mode. The message is fed through
+ * the same DATA parser (re-stuffed as it would arrive on the wire), so
+ * DKIM streams and the From: checks see what the proxy would see. Checks
+ * that wait run on libmilter's own connection thread, bounded by the same
+ * DNS and Redis timeouts. Verdicts become smfi_setreply() with the
+ * proxy's code, enhanced code and text; our header fields are inserted at
+ * the top, forged Authentication-Results deleted (doc/milter.md).
+ *
+ * libmilter owns the signals (SIGHUP stops it), so a reload comes through
+ * the stats socket; open sessions are listed there as in proxy mode.
  *
  * Public:
  *   milter_run()
@@ -201,8 +207,9 @@ macros(SMFICTX *ctx, struct milter_conn *mc)
 static sfsistat
 m_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
-	/* Made by m_negotiate; a reused connection (SMFIC_QUIT_NC) or an MTA
-	 * that skips negotiation makes it here. */
+	/* Made by m_negotiate. A milter connection the MTA reuses after
+	 * SMFIC_QUIT_NC (m_close freed it) comes without a new negotiation:
+	 * it is made here, and SMFIP_HDR_LEADSPC is then assumed off. */
 	struct milter_conn *mc = smfi_getpriv(ctx);
 	struct smtp_session *s = calloc(1, sizeof(*s));
 
