@@ -51,6 +51,7 @@ struct tls_client;
 struct auth_users;
 struct auth_senders;
 struct lists_strset;
+struct spoof_conf;
 struct lists_netset;
 
 struct config {
@@ -81,6 +82,7 @@ struct config {
 
 	struct lists_strset *local_domains;
 	struct lists_netset *mynetworks;
+	struct spoof_conf *spoof;         /* local domains as a list, spoof_protected_names */
 	char *auth_users_path;
 	char *sender_logins_path;
 	unsigned auth_max_failures;       /* per session, then disconnect */

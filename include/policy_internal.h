@@ -40,6 +40,10 @@ struct policy_state {
 	char from_domain[256];
 	char from_name[MSG_ADDR_MAX];
 	bool spoof_local;
+	bool from_parsed;                /* from_* above are filled (eoh, or eom) */
+	bool spoof_display_name;         /* check_spoof.c, at eoh */
+	bool spoof_lookalike;
+	bool spoof_mismatch;             /* at eom, once DKIM is known */
 
 	const struct msg_header *cur_header;   /* header stage: the field at hand */
 	char *body;                      /* the body for `body` rules, read once */

@@ -79,7 +79,10 @@ enum rules_stage {
  *                                              is neither authenticated nor mynetworks
  * spoof.display_name  bool     eoh            display name holds an address of another
  *                                              domain than from.domain
- * spoof.lookalike     bool     eoh            from.domain resembles a local domain
+ * spoof.lookalike     bool     eoh            from.domain or sender.domain resembles a
+ *                                              local domain without being one
+ * spoof.mismatch      bool     eom            From: and MAIL FROM organisations differ
+ *                                              and no DKIM signature aligns with From:
  * body                string   eom            the message body (bytes, CRLF lines)
  * size                number   eom            message size in octets
  * dkim                keyword  eom            best signature: pass fail none temperror
@@ -117,6 +120,7 @@ enum rules_field {
 	RULES_F_SPOOF_LOCAL,
 	RULES_F_SPOOF_DISPLAY_NAME,
 	RULES_F_SPOOF_LOOKALIKE,
+	RULES_F_SPOOF_MISMATCH,
 	RULES_F_BODY,
 	RULES_F_SIZE,
 	RULES_F_DKIM,

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 /* Project. */
+#include "check_spoof.h"
 #include "config.h"
 #include "lists.h"
 
@@ -49,6 +50,7 @@ enum config_type {
 	CT_DOMAINS,
 	CT_NETWORKS,
 	CT_RULES,
+	CT_SPOOF_NAMES, /* spoof_protected_names @FILE (check_spoof.c) */
 	CT_INCLUDE,
 };
 
@@ -90,6 +92,7 @@ static const struct config_directive directives[] = {
 	{ "ratelimit_store", CT_STRING, OFF(ratelimit_store) },
 	{ "ratelimit_prefix", CT_STRING, OFF(ratelimit_prefix) },
 	{ "rules", CT_RULES, 0 },
+	{ "spoof_protected_names", CT_SPOOF_NAMES, 0 },
 	{ "milter_socket", CT_STRING, OFF(milter_socket) },
 	{ "max_message_size", CT_SIZE, OFF(max_message_size) },
 	{ "max_recipients", CT_UINT, OFF(max_recipients) },
@@ -430,6 +433,9 @@ parse_list(struct config_parser *p, const char *file, int line, int argc, char *
 			if (!path || lists_load_file(path, nets ? NULL : cf->local_domains,
 						     nets ? cf->mynetworks : NULL, err, sizeof(err)) < 0)
 				perr(p, file, line, "%s: %s: %s", argv[0], argv[i] + 1, path ? err : "out of memory");
+			/* The look-alike check needs the domains as a list, too. */
+			else if (!nets && spoof_conf_load_locals(cf->spoof, path, err, sizeof(err)) < 0)
+				perr(p, file, line, "%s: %s: %s", argv[0], argv[i] + 1, err);
 			free(path);
 		} else if (nets) {
 			if (lists_netset_add(cf->mynetworks, argv[i]) < 0)
@@ -439,8 +445,9 @@ parse_list(struct config_parser *p, const char *file, int line, int argc, char *
 			size_t n = strlen(d);
 			if (n == 0 || d[n - 1] == '.' || strchr(d, '@') || strchr(d, '/'))
 				perr(p, file, line, "local_domains: bad domain '%s'", d);
-			else
-				lists_strset_add(cf->local_domains, d);
+			else if (lists_strset_add(cf->local_domains, d) < 0 ||
+				 spoof_conf_add_local(cf->spoof, d) < 0)
+				perr(p, file, line, "local_domains: cannot add '%s'", d);
 		}
 	}
 }
@@ -592,6 +599,15 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 			cf->rule_globs[cf->nrule_globs++] = resolve_path(file, argv[k]);
 		}
 		break;
+	case CT_SPOOF_NAMES: {
+		char err[512], *path = v[0] == '@' ? resolve_path(file, v + 1) : NULL;
+		if (!path)
+			perr(p, file, line, "spoof_protected_names: expected @FILE");
+		else if (spoof_conf_load_names(cf->spoof, path, err, sizeof(err)) < 0)
+			perr(p, file, line, "spoof_protected_names: %s:%s", path, err);
+		free(path);
+		break;
+	}
 	case CT_INCLUDE: {
 		if (argc != 2) {
 			perr(p, file, line, "include: expected one FILE");
@@ -732,6 +748,7 @@ config_load(const char *path, config_error_fn *err, void *arg)
 	cf->path = strdup(path);
 	cf->local_domains = lists_strset_new();
 	cf->mynetworks = lists_netset_new();
+	cf->spoof = spoof_conf_new();
 	defaults(cf);
 	memset(&p, 0, sizeof(p));
 	p.cf = cf;
@@ -778,6 +795,7 @@ config_unref(struct config *cf)
 	free(cf->rule_files);
 	lists_strset_free(cf->local_domains);
 	lists_netset_free(cf->mynetworks);
+	spoof_conf_free(cf->spoof);
 	free(cf->path);
 	free(cf->hostname);
 	free(cf->stats_socket);

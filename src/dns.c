@@ -189,6 +189,10 @@ dns_set_options(struct ub_ctx *ctx, char *err, size_t errlen)
 		 */
 		{ "infra-keep-probing:", "yes" },
 		{ "infra-host-ttl:", "60" },
+		/* Records in the order the server gave them: SPF's ptr mechanism
+		 * checks the first ten names, and its result must not change
+		 * from one query to the next. */
+		{ "rrset-roundrobin:", "no" },
 		/*
 		 * unbound answers some zones itself (RFC 6303, 6761). The
 		 * configured server decides instead: PTR records for private

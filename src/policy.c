@@ -33,6 +33,7 @@
 #include "check_ptr.h"
 #include "check_relay.h"
 #include "check_spf.h"
+#include "check_spoof.h"
 #include "checkpool.h"
 #include "config.h"
 #include "lists.h"
@@ -97,35 +98,116 @@ verdict(struct policy_verdict *v, enum policy_action a, const char *rule, const 
 
 /* ---- From: checks (eom, built in) ---- */
 
-/* from_checks - exactly one From: mailbox (or a Sender:), owned when
- * authenticated, no local-domain spoofing from outside (DESIGN.md 4, 6). */
-static void
-from_checks(struct smtp_session *s, struct policy_verdict *v, bool with_dkim)
+/* from_facts - parse From: once (eoh, for the rules) into the state. */
+static int
+from_facts(struct smtp_session *s, struct msg_addr addrs[2], int *nfrom, bool *sender)
 {
 	struct policy_state *st = s->pol;
 	struct message *m = msg_parser_message(s->txn->msg);
-	int nfrom = 0;
-	bool sender = false;
 	const struct msg_header *from = NULL;
 
+	*nfrom = 0;
+	*sender = false;
 	for (size_t i = 0; i < m->nheaders; i++) {
 		if (msg_header_is(&m->headers[i], "From")) {
-			nfrom++;
+			(*nfrom)++;
 			from = &m->headers[i];
 		} else if (msg_header_is(&m->headers[i], "Sender"))
-			sender = true;
+			*sender = true;
 	}
-	if (!with_dkim) {
-		struct msg_addr addrs[2];
-		size_t vlen;
-		const char *val = from ? msg_header_value(from, &vlen) : NULL;
-		int n = val ? msg_addr_parse(val, vlen, addrs, 2) : 0;
+	size_t vlen;
+	const char *val = from ? msg_header_value(from, &vlen) : NULL;
+	int n = val ? msg_addr_parse(val, vlen, addrs, 2) : 0;
+	if (!st->from_parsed) {
+		st->from_parsed = true;
 		st->from_count = n;
 		if (n >= 1) {
 			snprintf(st->from_addr, sizeof(st->from_addr), "%s", addrs[0].addr);
 			snprintf(st->from_domain, sizeof(st->from_domain), "%s", addrs[0].domain);
 			snprintf(st->from_name, sizeof(st->from_name), "%s", addrs[0].name);
 		}
+	}
+	return n;
+}
+
+/* spoof_eoh - display-name and look-alike spoofing (rules decide what to do). */
+static void
+spoof_eoh(struct smtp_session *s)
+{
+	struct policy_state *st = s->pol;
+	struct msg_addr addrs[2];
+	int nfrom;
+	bool sender;
+	char why[300];
+	const char *env = s->txn->mail.null_path ? "" : s->txn->mail.domain;
+
+	from_facts(s, addrs, &nfrom, &sender);
+	/* Trusted clients are not spoofing: sender ownership covers them. */
+	if (check_relay_trusted(s->cf, s) || !st->from_domain[0])
+		return;
+	if (spoof_display_name(s->cf->spoof, st->from_name, st->from_domain, why, sizeof(why))) {
+		st->spoof_display_name = true;
+		stats_inc(s->w->stats, STATS_SPOOF_DETECTED_TOTAL);
+		log_info(s->id, "spoof: display name \"%s\" <%s>: %s", st->from_name, st->from_addr, why);
+	}
+	const char *doms[2] = { st->from_domain, env };
+	for (int i = 0; i < 2 && !st->spoof_lookalike; i++) {
+		if (!doms[i][0] || lists_strset_match_domain(s->cf->local_domains, doms[i]))
+			continue;
+		if (spoof_lookalike(s->cf->spoof, doms[i], why, sizeof(why))) {
+			st->spoof_lookalike = true;
+			stats_inc(s->w->stats, STATS_SPOOF_DETECTED_TOTAL);
+			log_info(s->id, "spoof: %s domain %s looks like local domain %s",
+				 i ? "envelope sender" : "From:", doms[i], why);
+		}
+	}
+}
+
+/* spoof_eom - From: and MAIL FROM organisations differ and DKIM does not
+ * vouch for From: (mailing lists: ravelin.rules(5), "Spoofing"). */
+static void
+spoof_eom(struct smtp_session *s)
+{
+	struct policy_state *st = s->pol;
+	const char *env = s->txn->mail.domain;
+
+	if (st->spoof_mismatch || check_relay_trusted(s->cf, s) || !st->from_domain[0] ||
+	    s->txn->mail.null_path || !env[0] || spoof_same_org(st->from_domain, env))
+		return;
+	bool list_signed = false;
+	for (size_t i = 0; st->dkim && i < dkimv_nsigs(st->dkim); i++) {
+		const struct dkimv_sig *sig = dkimv_sig(st->dkim, i);
+		if (sig->result != DKIMV_PASS || !sig->domain[0])
+			continue;
+		if (spoof_same_org(sig->domain, st->from_domain))
+			return;   /* aligned DKIM: the From: domain signed it */
+		if (spoof_same_org(sig->domain, env))
+			list_signed = true;
+	}
+	if (list_signed) {
+		struct message *m = msg_parser_message(s->txn->msg);
+		for (size_t i = 0; i < m->nheaders; i++)
+			if (msg_header_is(&m->headers[i], "List-Id"))
+				return;   /* a mailing list that signs its own envelope domain */
+	}
+	st->spoof_mismatch = true;
+	stats_inc(s->w->stats, STATS_SPOOF_DETECTED_TOTAL);
+	log_info(s->id, "spoof: From: domain %s differs from MAIL FROM domain %s without DKIM alignment",
+		 st->from_domain, env);
+}
+
+/* from_checks - exactly one From: mailbox (or a Sender:), owned when
+ * authenticated, no local-domain spoofing from outside (DESIGN.md 4, 6). */
+static void
+from_checks(struct smtp_session *s, struct policy_verdict *v, bool with_dkim)
+{
+	struct policy_state *st = s->pol;
+
+	if (!with_dkim) {
+		struct msg_addr addrs[2];
+		int nfrom;
+		bool sender;
+		int n = from_facts(s, addrs, &nfrom, &sender);
 		if (nfrom != 1 || n < 1 || (n > 1 && !sender)) {
 			verdict(v, POLICY_REJECT, "from-count", "%s", smtp_reply_text(RPL_FROM_COUNT));
 			return;
@@ -301,8 +383,10 @@ job_work(void *arg)
 	if (j->dkim)
 		run_dkim_dmarc(j->s);
 	if (j->rules && j->v.action == POLICY_CONTINUE) {
-		if (j->stage == PS_EOM)
+		if (j->stage == PS_EOM) {
+			spoof_eom(j->s);
 			from_checks(j->s, &j->v, true);
+		}
 		if (j->v.action == POLICY_CONTINUE)
 			eval_rules(j->s, j->stage, &j->rr);
 	}
@@ -345,7 +429,9 @@ builtin(struct smtp_session *s, enum policy_stage st, struct policy_verdict *v)
 			snprintf(v->rule, sizeof(v->rule), "relay:%s", check_relay_reason(rr));
 			stats_inc(s->w->stats, STATS_RELAY_DENIED_TOTAL);
 		}
-	} else if (st == PS_EOM)
+	} else if (st == PS_EOH)
+		spoof_eoh(s);
+	else if (st == PS_EOM)
 		from_checks(s, v, false);
 }
 

@@ -198,8 +198,13 @@ get(void *ctx, enum rules_field f, const char *arg, unsigned i, struct rules_val
 		rules_value_bool(out, st->spoof_local);
 		return true;
 	case RULES_F_SPOOF_DISPLAY_NAME:
+		rules_value_bool(out, st->spoof_display_name);
+		return true;
 	case RULES_F_SPOOF_LOOKALIKE:
-		rules_value_bool(out, false);
+		rules_value_bool(out, st->spoof_lookalike);
+		return true;
+	case RULES_F_SPOOF_MISMATCH:
+		rules_value_bool(out, st->spoof_mismatch);
 		return true;
 	case RULES_F_BODY:
 		if (!t || !t->msg || !body_text(s))

@@ -630,14 +630,19 @@ main(int argc, char **argv)
 	for (i = 0; i < argc; i++) {
 		if (strpbrk(argv[i], "\r\n") != NULL) {
 			fprintf(stderr, "ravelinctl: newline in command\n");
+			free(cmd.p);
 			return 1;
 		}
 		if ((i > 0 && ctl_buf_add(&cmd, " ", 1) == -1) ||
-		    ctl_buf_add(&cmd, argv[i], strlen(argv[i])) == -1)
+		    ctl_buf_add(&cmd, argv[i], strlen(argv[i])) == -1) {
+			free(cmd.p);
 			return 1;
+		}
 	}
-	if (ctl_buf_add(&cmd, "\n", 1) == -1)
+	if (ctl_buf_add(&cmd, "\n", 1) == -1) {
+		free(cmd.p);
 		return 1;
+	}
 	if (cmd.len >= CONTROL_LINE_MAX) {
 		fprintf(stderr, "ravelinctl: command too long\n");
 		free(cmd.p);

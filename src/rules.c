@@ -84,6 +84,7 @@ const struct rules_field_info rules_fields[RULES_F_COUNT] = {
 	[RULES_F_SPOOF_DISPLAY_NAME] = { "spoof.display_name", RULES_K_BOOL, RULES_STAGE_EOH,
 					 NULL },
 	[RULES_F_SPOOF_LOOKALIKE] = { "spoof.lookalike", RULES_K_BOOL, RULES_STAGE_EOH, NULL },
+	[RULES_F_SPOOF_MISMATCH] = { "spoof.mismatch", RULES_K_BOOL, RULES_STAGE_EOM, NULL },
 	[RULES_F_BODY] = { "body", RULES_K_STRING, RULES_STAGE_EOM, NULL },
 	[RULES_F_SIZE] = { "size", RULES_K_NUMBER, RULES_STAGE_EOM, NULL },
 	[RULES_F_DKIM] = { "dkim", RULES_K_KEYWORD, RULES_STAGE_EOM, kw_auth },
