@@ -8,6 +8,7 @@
 #ifndef RAVELIN_DNS_H
 #define RAVELIN_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 #include <netinet/in.h>
@@ -84,6 +85,12 @@ void dns_free(struct dns *dns);
  */
 enum dns_status dns_query(struct dns *dns, const char *name, enum dns_type type,
 			  const struct timespec *deadline, struct dns_answer **answerp);
+
+/* dns_cache_only - on this thread, queries not in ravelin's own cache
+ * fail at once instead of waiting; dns_cache_missed() says whether one
+ * did (so the caller can redo the work where waiting is allowed). */
+void dns_cache_only(bool on);
+bool dns_cache_missed(void);
 
 /* dns_answer_free - free an answer; accepts NULL. */
 void dns_answer_free(struct dns_answer *answer);

@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -658,6 +659,25 @@ cache_put(struct dns *dns, const char *name, int type, const struct dns_answer *
 	pthread_mutex_unlock(lock);
 }
 
+/* Per thread: answer from the front cache only (see dns_cache_only). */
+static __thread bool dns_only_cached, dns_missed;
+
+/* dns_cache_only - on this thread, queries that are not cached fail at
+ * once (DNS_TIMEOUT) instead of waiting; dns_cache_missed() tells. */
+void
+dns_cache_only(bool on)
+{
+	dns_only_cached = on;
+	dns_missed = false;
+}
+
+/* dns_cache_missed - a query failed for want of a cached answer. */
+bool
+dns_cache_missed(void)
+{
+	return dns_missed;
+}
+
 /* dns_query - ask, wait until answer/timeout/deadline, convert. */
 enum dns_status
 dns_query(struct dns *dns, const char *name, enum dns_type type, const struct timespec *deadline,
@@ -674,6 +694,10 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, const struct ti
 	if ((*answerp = ans = calloc(1, sizeof(*ans))) == NULL)
 		return DNS_SERVFAIL;
 	ans->rcode = -1;
+	if (dns_only_cached) {
+		dns_missed = true;
+		return ans->status = DNS_TIMEOUT;
+	}
 	if (dns_escape_name(name, qname, sizeof(qname)) < 0)
 		return ans->status = DNS_BADNAME;
 

@@ -36,6 +36,7 @@
 #include "check_spoof.h"
 #include "checkpool.h"
 #include "config.h"
+#include "dns.h"
 #include "lists.h"
 #include "log.h"
 #include "message.h"
@@ -254,7 +255,6 @@ run_spf(struct smtp_session *s)
 	spf_check(srv->spf, (struct sockaddr *)&s->peer, s->helo,
 		  s->txn->mail.null_path ? "" : s->txn->mail.addr, &st->spf);
 	st->spf_ran = true;
-	stats_inc_label(s->w->stats, STATS_SPF_RESULT, spf_result_name(st->spf.result));
 }
 
 /* run_dkim_dmarc - finish DKIM verification, then DMARC. */
@@ -265,14 +265,14 @@ run_dkim_dmarc(struct smtp_session *s)
 	struct server *srv = s->w->srv;
 	const char *d = "";
 
-	if (st->dkim) {
-		dkimv_eom(st->dkim);
-		st->dkim_best = dkimv_best(st->dkim, &d);
-	} else
-		st->dkim_best = DKIMV_NONE;
+	/* Once only: a cache-only attempt that missed runs DMARC again. */
+	if (!st->dkim_ran) {
+		if (st->dkim)
+			dkimv_eom(st->dkim);
+		st->dkim_ran = true;
+	}
+	st->dkim_best = st->dkim ? dkimv_best(st->dkim, &d) : DKIMV_NONE;
 	snprintf(st->dkim_domain, sizeof(st->dkim_domain), "%s", d ? d : "");
-	st->dkim_ran = true;
-	stats_inc_label(s->w->stats, STATS_DKIM_RESULT, dkimv_result_str(st->dkim_best));
 	if (!st->from_domain[0])
 		return;
 	struct dmarcv_dkim sigs[DKIMV_MAX_SIGS];
@@ -295,7 +295,6 @@ run_dkim_dmarc(struct smtp_session *s)
 	};
 	dmarcv_check(srv->dmarc, &in, &st->dmarc);
 	st->dmarc_ran = true;
-	stats_inc_label(s->w->stats, STATS_DMARC_RESULT, dmarcv_result_str(st->dmarc.result));
 }
 
 /* eval_rules - the operator's rules for a stage (any thread). */
@@ -366,12 +365,10 @@ apply_rules(struct smtp_session *s, const struct rules_result *rr, struct policy
 	}
 }
 
-/* job_work - on a pool thread. */
+/* job_checks - the checks that ask DNS (any thread). */
 static void
-job_work(void *arg)
+job_checks(struct policy_job *j)
 {
-	struct policy_job *j = arg;
-
 	if (j->ptr) {
 		struct smtp_session *s = j->s;
 		unsigned budget = s->cf->dns_timeout_ms < 3000 ? s->cf->dns_timeout_ms : 3000;
@@ -382,6 +379,12 @@ job_work(void *arg)
 		run_spf(j->s);
 	if (j->dkim)
 		run_dkim_dmarc(j->s);
+}
+
+/* job_rules - built-in eom checks and the rules (any thread). */
+static void
+job_rules(struct policy_job *j)
+{
 	if (j->rules && j->v.action == POLICY_CONTINUE) {
 		if (j->stage == PS_EOM) {
 			spoof_eom(j->s);
@@ -392,10 +395,60 @@ job_work(void *arg)
 	}
 }
 
-/* finish - after the work: built-in verdicts, rules, then done(). */
+/* job_work - on a pool thread. */
+static void
+job_work(void *arg)
+{
+	job_checks(arg);
+	job_rules(arg);
+}
+
+/* has_signature - does the message carry a DKIM-Signature (key lookups)? */
+static bool
+has_signature(struct smtp_session *s)
+{
+	struct message *m = s->txn && s->txn->msg ? msg_parser_message(s->txn->msg) : NULL;
+
+	for (size_t i = 0; m && i < m->nheaders; i++)
+		if (msg_header_is(&m->headers[i], "DKIM-Signature"))
+			return true;
+	return false;
+}
+
+/* try_inline - run the stage on the loop when every DNS answer it needs
+ * is already cached: no hand-off to the check pool and back. A miss
+ * leaves nothing behind that the pool's run would not redo. */
+static bool
+try_inline(struct smtp_session *s, struct policy_job *j)
+{
+	if (j->dkim && has_signature(s))
+		return false;   /* dkimv_eom() looks keys up and runs once */
+	if (j->rules && s->cf->rules &&
+	    rules_stage_has_limit(s->cf->rules, (enum rules_stage)j->stage) &&
+	    ratelimit_may_block(s->w->srv->ratelimit))
+		return false;
+	dns_cache_only(true);
+	job_checks(j);
+	bool missed = dns_cache_missed();
+	dns_cache_only(false);
+	if (missed)
+		return false;
+	job_rules(j);
+	return true;
+}
+
+/* finish - after the work: counters, rules' effects, then done(). */
 static void
 finish(struct smtp_session *s, struct policy_job *j)
 {
+	struct policy_state *st = s->pol;
+
+	if (j->spf && st && st->spf_ran)
+		stats_inc_label(s->w->stats, STATS_SPF_RESULT, spf_result_name(st->spf.result));
+	if (j->dkim && st && st->dkim_ran)
+		stats_inc_label(s->w->stats, STATS_DKIM_RESULT, dkimv_result_str(st->dkim_best));
+	if (j->dkim && st && st->dmarc_ran)
+		stats_inc_label(s->w->stats, STATS_DMARC_RESULT, dmarcv_result_str(st->dmarc.result));
 	apply_rules(s, &j->rr, &j->v);
 	j->done(s, &j->v);
 }
@@ -479,6 +532,11 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 	if (!blocking) {
 		if (j->rules && j->v.action == POLICY_CONTINUE)
 			eval_rules(s, stage, &j->rr);
+		finish(s, j);
+		free(j);
+		return;
+	}
+	if (try_inline(s, j)) {
 		finish(s, j);
 		free(j);
 		return;
