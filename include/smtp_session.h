@@ -74,6 +74,7 @@ struct smtp_session {
 	unsigned errors;
 	unsigned ncommands;
 	bool skip_line;         /* discarding the rest of an overlong line */
+	bool out_blocked;       /* reading paused: replies wait for the client */
 	bool proxy_wait;
 	time_t started;
 

@@ -2,7 +2,8 @@
  * policy.c - the policy engine: one verdict per stage.
  *
  * At each milter-style stage the built-in checks run first (relay rights,
- * From: sanity and ownership, local-domain spoofing), then the checks that
+ * From: sanity and ownership, local-domain spoofing; at eoh the spoofing
+ * heuristics of check_spoof.c for the spoof.* fields), then the checks that
  * need the network (SPF at mail; DKIM and DMARC at eom), then the
  * operator's rules. A stage that has network work, or rules with limit()
  * on a store that may block, runs on the check pool; the session is
@@ -174,6 +175,9 @@ spoof_eom(struct smtp_session *s)
 
 	if (st->spoof_mismatch || check_relay_trusted(s->cf, s) || !st->from_domain[0] ||
 	    s->txn->mail.null_path || !env[0] || spoof_same_org(st->from_domain, env))
+		return;
+	/* A local From: domain is the built-in check's (spoof.local, stricter). */
+	if (lists_strset_match_domain(s->cf->local_domains, st->from_domain))
 		return;
 	bool list_signed = false;
 	for (size_t i = 0; st->dkim && i < dkimv_nsigs(st->dkim); i++) {

@@ -313,6 +313,11 @@ write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
+	if (s->out_blocked) {
+		/* The client read its replies: listen to it again. */
+		s->out_blocked = false;
+		bufferevent_enable(bev, EV_READ);
+	}
 	if (!s->busy)
 		session_loop(s);
 }
@@ -417,14 +422,22 @@ session_loop(struct smtp_session *s)
 		return;
 	}
 	s->in_loop = true;
+	bool progress = false;
 	smtp_session_ref(s);
 	do {
 		s->again = false;
 		while (!s->busy && !s->closed && s->state != SS_CLOSING) {
 			struct evbuffer *in = bufferevent_get_input(s->bev);
 			struct evbuffer *out = bufferevent_get_output(s->bev);
-			if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH)
-				break;  /* write_cb resumes */
+			if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH) {
+				/* A client that pipelines without reading: stop
+				 * reading it (the kernel's window pushes back) until
+				 * write_cb sees the output drain; the write timeout
+				 * cuts it off if it never does. */
+				s->out_blocked = true;
+				bufferevent_disable(s->bev, EV_READ);
+				break;
+			}
 			if (s->state == SS_PROXY) {
 				smtp_proxy_input(s);
 				continue;
@@ -433,18 +446,23 @@ session_loop(struct smtp_session *s)
 			if (avail == 0)
 				break;
 			if (s->state == SS_DATA) {
+				/* data_timeout is per block read (RFC 5321 4.5.3.2.6). */
 				smtp_data_input(s);
+				progress = true;
 				continue;
 			}
 			size_t want = avail < SMTP_LINE_MAX ? avail : SMTP_LINE_MAX;
 			char *buf = (char *)evbuffer_pullup(in, (ev_ssize_t)want);
 			size_t linelen, termlen;
 			if (s->skip_line) {
-				/* The rest of an overlong line. */
+				/* The rest of an overlong line: not a command, so
+				 * it does not restart the command timeout. */
 				char *lf = memchr(buf, '\n', want);
 				evbuffer_drain(in, lf ? (size_t)(lf - buf + 1) : want);
-				if (lf)
+				if (lf) {
 					s->skip_line = false;
+					progress = true;
+				}
 				continue;
 			}
 			enum smtp_line_status ls = smtp_line_find(buf, want, &linelen, &termlen);
@@ -460,6 +478,7 @@ session_loop(struct smtp_session *s)
 			memcpy(line, buf, linelen);
 			line[linelen] = '\0';
 			evbuffer_drain(in, linelen + termlen);
+			progress = true;
 			if (s->state == SS_AUTH)
 				smtp_auth_line(s, line, linelen);
 			else
@@ -468,9 +487,11 @@ session_loop(struct smtp_session *s)
 	} while (s->again && !s->closed);
 	s->in_loop = false;
 	if (!s->closed) {
-		if (s->busy || s->state == SS_CLOSING)
+		if (s->busy || s->state == SS_CLOSING || s->out_blocked)
 			event_del(s->timer);
-		else
+		else if (progress || !evtimer_pending(s->timer, NULL))
+			/* Per command: bytes of an unfinished line do not
+			 * restart it (a line without end is cut off). */
 			session_timer_arm(s);
 	}
 	smtp_session_unref(s);
@@ -623,6 +644,9 @@ smtp_bev_install(struct smtp_session *s, struct bufferevent *bev)
 	bufferevent_setcb(bev, proxy_read_cb, write_cb, smtp_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, SMTP_INPUT_HIGH);
 	bufferevent_setwatermark(bev, EV_WRITE, SMTP_OUTPUT_HIGH / 2, 0);
+	/* Replies the client does not take within client_timeout: gone. */
+	struct timeval wt = { s->cf->client_timeout, 0 };
+	bufferevent_set_timeouts(bev, NULL, &wt);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
