@@ -86,6 +86,7 @@ struct config {
 	char *auth_users_path;
 	char *sender_logins_path;
 	unsigned auth_max_failures;       /* per session, then disconnect */
+	unsigned auth_max_failures_per_ip;  /* per client address and hour (rate-limit store) */
 	unsigned auth_failure_delay_ms;
 
 	char *dns_resolver;

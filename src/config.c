@@ -86,6 +86,7 @@ static const struct config_directive directives[] = {
 	{ "auth_users", CT_STRING, OFF(auth_users_path) },
 	{ "sender_logins", CT_STRING, OFF(sender_logins_path) },
 	{ "auth_max_failures", CT_UINT, OFF(auth_max_failures) },
+	{ "auth_max_failures_per_ip", CT_UINT, OFF(auth_max_failures_per_ip) },
 	{ "auth_failure_delay", CT_MS, OFF(auth_failure_delay_ms) },
 	{ "dns_resolver", CT_STRING, OFF(dns_resolver) },
 	{ "dns_timeout", CT_MS, OFF(dns_timeout_ms) },
@@ -700,6 +701,7 @@ defaults(struct config *cf)
 	cf->max_header_fields = 1000;
 	cf->spool_memory = 256 * 1024;
 	cf->auth_max_failures = 3;
+	cf->auth_max_failures_per_ip = 20;
 	cf->auth_failure_delay_ms = 1000;
 	cf->dns_timeout_ms = 5000;
 	cf->client_timeout = 300;

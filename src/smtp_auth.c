@@ -27,6 +27,7 @@
 #include "checkpool.h"
 #include "config.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "smtp_internal.h"
 #include "smtp_session.h"
@@ -178,14 +179,30 @@ verify(struct smtp_session *s)
 	}
 }
 
-/* verify_work - on a pool thread: the crypt(3) comparison. */
+/* Result of verify_work when the client's address is over its limit. */
+#define AUTH_BLOCKED (-2)
+
+/* verify_work - on a pool thread: the per-address failure limit (the
+ * store may be Redis, shared by several instances), then crypt(3). */
 static void
 verify_work(void *arg)
 {
 	struct auth_exchange *x = arg;
+	struct smtp_session *s = x->s;
+	struct ratelimit *rl = s->w->srv->ratelimit;
+	unsigned limit = s->cf->auth_max_failures_per_ip, count = 0;
+	char key[96];
 
+	snprintf(key, sizeof(key), "auth-failures:%s", s->client_ip);
+	if (limit && ratelimit_peek(rl, key, 3600, &count) == 0 && count >= limit) {
+		x->result = AUTH_BLOCKED;
+		wipe(x);
+		return;
+	}
 	x->result = auth_users_verify(x->users, x->user, x->pass);
 	wipe(x);
+	if (limit && x->result == 0)
+		ratelimit_hit(rl, key, limit, 3600, &count);
 }
 
 /* verify_done - back on the loop with the answer. */
@@ -200,7 +217,16 @@ verify_done(void *arg)
 		smtp_session_unref(s);
 		return;
 	}
-	if (x->result == 1) {
+	if (x->result == AUTH_BLOCKED) {
+		/* Guessing from this address: no answer about the password. */
+		stats_inc(s->w->stats, STATS_AUTH_FAILURE_TOTAL);
+		stats_inc(s->w->stats, STATS_RATELIMIT_HITS_TOTAL);
+		log_info(s->id, "auth failed: client=[%s] user=%s mechanism=%s reason=too many failures "
+			 "from this address in the last hour", s->client_ip, x->user, x->mech);
+		smtp_auth_free(s);
+		smtp_reply(s, "421 4.7.0 Error: too many authentication failures; try again later");
+		smtp_close(s);
+	} else if (x->result == 1) {
 		s->auth = true;
 		snprintf(s->auth_user, sizeof(s->auth_user), "%s", x->user);
 		snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", x->mech);
