@@ -203,7 +203,7 @@ def test_local_sender_from_outside_scores(sh):
     c.greet("mail.client.test")
     assert c.message("u@example.org", ["v@example.org"], msg(subject="localsender"))[0] == 250
     c.cmd("QUIT")
-    assert "score=2.0" in sh.accepted_line("u@example.org")   # no_ptr 1 + local sender 1
+    assert "score=3.0" in sh.accepted_line("u@example.org")   # no_ptr 1 + local sender 1 + spoof_mismatch 1
 
 
 def test_conn_rate_61st_connection_gets_421_instead_of_the_banner(sh):
@@ -298,7 +298,7 @@ def test_spf_softfail_only_scores(sh):
     c.greet("mail.client.test")
     assert c.message("x@spf-soft.test", ["u@example.org"], msg())[0] == 250
     c.cmd("QUIT")
-    assert "score=3.0" in sh.accepted_line("x@spf-soft.test")   # no_ptr 1 + softfail 2
+    assert "score=4.0" in sh.accepted_line("x@spf-soft.test")   # no_ptr 1 + softfail 2 + spoof_mismatch 1
 
 
 @pytest.mark.parametrize("policy,outcome", [
@@ -323,10 +323,10 @@ def test_dmarc_policies(sh, policy, outcome):
     if outcome == "quarantine":
         assert "X-Ravelin-DMARC: fail (policy quarantine)" in head
         assert "X-Spam-Flag: YES" in head                         # 1 + 5 >= 5
-        assert "score=6.0" in line, line
+        assert "score=7.0" in line, line     # + spoof_mismatch 1
     else:
         assert "X-Ravelin-DMARC: fail (policy quarantine)" not in head
-        assert "score=2.0" in line, line                          # no_ptr 1 + dmarc_none 1
+        assert "score=3.0" in line, line          # no_ptr 1 + dmarc_none 1 + spoof_mismatch 1
 
 
 def test_dkim_fail_scores(sh):
@@ -339,7 +339,7 @@ def test_dkim_fail_scores(sh):
     assert c.message("dk@client.test", ["u@example.org"], tampered)[0] == 250
     c.cmd("QUIT")
     line = sh.accepted_line("dk@client.test")
-    assert "dkim=fail" in line and "score=2.5" in line, line       # no_ptr 1 + dkim_fail 1.5
+    assert "dkim=fail" in line and "score=3.5" in line, line       # no_ptr 1 + dkim_fail 1.5 + spoof_mismatch 1
 
 
 def test_local_domain_spoofing_from_outside_refused(sh):
