@@ -9,7 +9,8 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
  postfix swaks redis-server haproxy miltertest openssl socat tmux procps
  python3 python3-pytest python3-aiosmtpd python3-dnslib python3-dkim
  python3-authres python3-yaml valgrind cppcheck clang-tidy man-db
- fail2ban strace whois iproute2 libnet-ssleay-perl"
+ fail2ban strace whois iproute2 libnet-ssleay-perl
+ python3-pytest-rerunfailures"
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=
