@@ -92,6 +92,11 @@ enum dns_status dns_query(struct dns *dns, const char *name, enum dns_type type,
 void dns_cache_only(bool on);
 bool dns_cache_missed(void);
 
+/* dns_txt_text - all TXT records of name, printable, '\n'-separated, in
+ * out (truncated to outlen); the query's status. Blocking. */
+enum dns_status dns_txt_text(struct dns *dns, const char *name, const struct timespec *deadline,
+			     char *out, size_t outlen);
+
 /* dns_answer_free - free an answer; accepts NULL. */
 void dns_answer_free(struct dns_answer *answer);
 

@@ -96,32 +96,16 @@ static enum dkimv_txt_status
 dns_txt_until(struct dns *dns, const struct timespec *deadline, const char *name, char *out,
 	      size_t outlen)
 {
-	struct dns_answer *a = NULL;
-	enum dns_status st;
-	size_t i, j, o = 0;
-
-	out[0] = '\0';
-	if (dns == NULL)
-		return DKIMV_TXT_TEMPFAIL;
-	st = dns_query(dns, name, DNS_T_TXT, deadline, &a);
-	if (st != DNS_OK || a == NULL) {
-		dns_answer_free(a);
-		if (st == DNS_NXDOMAIN || st == DNS_NODATA || st == DNS_BADNAME)
-			return DKIMV_TXT_NOTFOUND;
+	switch (dns_txt_text(dns, name, deadline, out, outlen)) {
+	case DNS_OK:
+		return DKIMV_TXT_OK;
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+	case DNS_BADNAME:
+		return DKIMV_TXT_NOTFOUND;
+	default:
 		return DKIMV_TXT_TEMPFAIL;
 	}
-	for (i = 0; i < a->count; i++) {
-		if (i > 0 && o + 1 < outlen)
-			out[o++] = '\n';
-		for (j = 0; j < a->rr[i].len && o + 1 < outlen; j++) {
-			unsigned char c = (unsigned char)a->rr[i].text[j];
-
-			out[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-		}
-	}
-	out[o] = '\0';
-	dns_answer_free(a);
-	return DKIMV_TXT_OK;
 }
 
 /* dns_txt - the default TXT lookup (a dkimv_txt_fn): ravelin's resolver. */

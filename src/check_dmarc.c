@@ -97,32 +97,16 @@ dmarcv_policy_str(enum dmarcv_policy p)
 static enum dmarcv_txt_status
 dns_txt(void *arg, const char *name, char *out, size_t outlen)
 {
-	struct dns_answer *a = NULL;
-	enum dns_status st;
-	size_t i, j, o = 0;
-
-	out[0] = '\0';
-	if (arg == NULL)
-		return DMARCV_TXT_TEMPFAIL;
-	st = dns_query(arg, name, DNS_T_TXT, NULL, &a);
-	if (st != DNS_OK || a == NULL) {
-		dns_answer_free(a);
-		if (st == DNS_NXDOMAIN || st == DNS_NODATA || st == DNS_BADNAME)
-			return DMARCV_TXT_NOTFOUND;
+	switch (dns_txt_text(arg, name, NULL, out, outlen)) {
+	case DNS_OK:
+		return DMARCV_TXT_OK;
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+	case DNS_BADNAME:
+		return DMARCV_TXT_NOTFOUND;
+	default:
 		return DMARCV_TXT_TEMPFAIL;
 	}
-	for (i = 0; i < a->count; i++) {
-		if (i > 0 && o + 1 < outlen)
-			out[o++] = '\n';
-		for (j = 0; j < a->rr[i].len && o + 1 < outlen; j++) {
-			unsigned char c = (unsigned char)a->rr[i].text[j];
-
-			out[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-		}
-	}
-	out[o] = '\0';
-	dns_answer_free(a);
-	return DMARCV_TXT_OK;
 }
 
 /* default_sampler - pct= sampling: uniform 0..99. */

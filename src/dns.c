@@ -742,6 +742,36 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, const struct ti
 	return ans->status = DNS_TIMEOUT;
 }
 
+/* dns_txt_text - every TXT record of name as one printable string,
+ * records separated by '\n' (control bytes become spaces), truncated to
+ * outlen. Returns the query's status; out is "" unless DNS_OK. */
+enum dns_status
+dns_txt_text(struct dns *dns, const char *name, const struct timespec *deadline, char *out,
+	     size_t outlen)
+{
+	struct dns_answer *a = NULL;
+	enum dns_status st;
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (dns == NULL)
+		return DNS_SERVFAIL;
+	st = dns_query(dns, name, DNS_T_TXT, deadline, &a);
+	if (st == DNS_OK && a != NULL) {
+		for (size_t i = 0; i < a->count; i++) {
+			if (i > 0 && o + 1 < outlen)
+				out[o++] = '\n';
+			for (size_t j = 0; j < a->rr[i].len && o + 1 < outlen; j++) {
+				unsigned char c = (unsigned char)a->rr[i].text[j];
+				out[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+			}
+		}
+		out[o] = '\0';
+	}
+	dns_answer_free(a);
+	return st;
+}
+
 /* dns_answer_free - free an answer and its records. */
 void
 dns_answer_free(struct dns_answer *ans)
