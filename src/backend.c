@@ -117,7 +117,7 @@ be_timer_arm(struct backend *be, unsigned seconds)
 static void
 be_write(struct backend *be, const char *line)
 {
-	char buf[2100];
+	char buf[4200];
 	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
 
 	/* One write per command: a second one would schedule the event again. */
@@ -268,7 +268,7 @@ static void
 send_xclient(struct backend *be)
 {
 	struct smtp_session *s = be->s;
-	char line[2048], v[1024];
+	char line[4096], v[1024];   /* every attribute at its longest fits */
 	size_t n = snprintf(line, sizeof(line), "XCLIENT");
 
 	if (has_attr(be, "ADDR")) {
@@ -291,8 +291,6 @@ send_xclient(struct backend *be)
 		xtext(v, sizeof(v), s->auth_user);
 		n += snprintf(line + n, sizeof(line) - n, " LOGIN=%s", v);
 	}
-	if (n >= sizeof(line))
-		n = sizeof(line) - 1;
 	be->phase = BP_XCLIENT;
 	be_write(be, line);
 }

@@ -504,12 +504,13 @@ int
 proxyproto_write_v2(const struct sockaddr *src, const struct sockaddr *dst, unsigned char *out,
 		    size_t outlen)
 {
-	unsigned char *p = out + PP_V2_HDR;
+	unsigned char *p;
 
 	if (src == NULL || dst == NULL || out == NULL)
 		return -1;
 	if (outlen < PP_V2_HDR)
 		return -1;
+	p = out + PP_V2_HDR;
 	memcpy(out, pp_v2_sig, sizeof(pp_v2_sig));
 	out[12] = 0x21; /* version 2, PROXY */
 	if (outlen >= PROXYPROTO_V2_LEN_INET && pp_as_v4(src, p, p + 8) &&

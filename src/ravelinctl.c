@@ -167,11 +167,14 @@ ctl_snap_add(struct ctl_snap *s, char *name, char *label, int64_t value)
 {
 	struct ctl_entry *nv;
 
+	if (name == NULL || label == NULL)
+		return -1;
 	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 64;
-		if ((nv = realloc(s->v, s->cap * sizeof(*nv))) == NULL)
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		if ((nv = realloc(s->v, cap * sizeof(*nv))) == NULL)
 			return -1;
 		s->v = nv;
+		s->cap = cap;
 	}
 	s->v[s->n].name = name;
 	s->v[s->n].label = label;
@@ -305,12 +308,14 @@ ctl_json_parse(const char *text, size_t len, struct ctl_snap *s)
 			p++;
 			ctl_json_ws(&p, end);
 			while (p < end && *p != '}') {
+				char *dup = NULL;
 				if ((label = ctl_json_string(&p, end)) == NULL)
 					goto bad;
 				ctl_json_ws(&p, end);
 				if (p >= end || *p++ != ':' || (ctl_json_ws(&p, end),
 				    ctl_json_int(&p, end, &v)) == -1 ||
-				    ctl_snap_add(s, strdup(name), label, v) == -1) {
+				    ctl_snap_add(s, (dup = strdup(name)), label, v) == -1) {
+					free(dup);
 					free(label);
 					goto bad;
 				}
