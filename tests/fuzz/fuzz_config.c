@@ -18,6 +18,7 @@
 
 /* System. */
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,8 +87,11 @@ on_error(void *arg, const char *msg)
 	size_t dl = strlen(dir);
 
 	(*errors)++;
-	check(strncmp(msg, dir, dl) == 0 && msg[dl] == '/');
-	const char *colon = strstr(msg + dl, ": ");
+	/* Errors name their file: one in our directory, or an absolute path
+	 * the input included (an include outside dir is reported as such). */
+	bool ours = strncmp(msg, dir, dl) == 0 && msg[dl] == '/';
+	check(ours || msg[0] == '/');
+	const char *colon = strstr(msg + (ours ? dl : 1), ": ");
 	check(colon != NULL);
 	/* "FILE:LINE: message" or "FILE: message". */
 	const char *c = colon;
