@@ -46,6 +46,8 @@ struct worker {
 	struct smtp_session *sessions;    /* doubly linked */
 	unsigned nsessions;
 	struct event *stop_ev;
+	struct event *flush_ev;           /* writes the replies queued this round */
+	struct smtp_session *flush_list;  /* sessions with replies to write */
 };
 
 /* Capabilities learned from the backend's last EHLO, shared by workers. */

@@ -75,6 +75,9 @@ struct smtp_session {
 	unsigned ncommands;
 	bool skip_line;         /* discarding the rest of an overlong line */
 	bool out_blocked;       /* reading paused: replies wait for the client */
+	bool out_direct;        /* plain socket: we write replies (flush_cb) */
+	bool flush_queued;      /* on the worker's flush list */
+	struct smtp_session *flush_next;
 	bool proxy_wait;
 	time_t started;
 
@@ -117,6 +120,14 @@ void smtp_session_describe(const struct smtp_session *s, char *buf, size_t len);
 /* smtp_session_ref/unref - keep the session across async work. */
 void smtp_session_ref(struct smtp_session *s);
 void smtp_session_unref(struct smtp_session *s);
+
+/* smtp_evbuffer_write - evbuffer_write() for a socket bufferevent's output. */
+ssize_t smtp_evbuffer_write(struct evbuffer *out, int fd);
+/* smtp_out_handover - stop writing replies directly (before STARTTLS). */
+void smtp_out_handover(struct smtp_session *s);
+/* smtp_flush_setup/cleanup - the worker's reply writer (server.c). */
+int smtp_flush_setup(struct worker *w);
+void smtp_flush_cleanup(struct worker *w);
 
 const char *smtp_state_name(enum smtp_state st);
 

@@ -75,6 +75,7 @@ struct backend {
 	unsigned reply_lines;
 	off_t body_off;             /* message body sent so far */
 	bool tls;
+	bool plain;                 /* bev is the socket itself: write directly */
 	unsigned depth;             /* inside one of our libevent callbacks */
 	bool zombie;                /* backend_free() was called meanwhile */
 	char desc[96];
@@ -113,6 +114,45 @@ be_timer_arm(struct backend *be, unsigned seconds)
 	event_add(be->timer, &tv);
 }
 
+/* be_send - write now when the socket takes it; the bufferevent only
+ * gets what is left. Lockstep commands almost always fit, and handing
+ * each one to the bufferevent would cost two epoll_ctl calls (arm the
+ * write event, disarm it once drained) for every command. */
+static void
+be_send(struct backend *be, const void *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(be->bev);
+	int fd = bufferevent_getfd(be->bev);
+
+	if (be->plain && fd >= 0 && evbuffer_get_length(out) == 0) {
+		ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == (ssize_t)len)
+			return;
+		if (n > 0) {
+			data = (const char *)data + n;
+			len -= (size_t)n;
+		}
+		/* EAGAIN or an error: the bufferevent retries and reports it. */
+	}
+	bufferevent_write(be->bev, data, len);
+	bufferevent_enable(be->bev, EV_WRITE);
+}
+
+/* be_flush - after adding to the output with the write event off (fd >= 0):
+ * write what the kernel takes now, arm the event for the rest. */
+static void
+be_flush(struct backend *be, int fd)
+{
+	struct evbuffer *out = bufferevent_get_output(be->bev);
+
+	if (fd < 0)
+		return;
+	if (evbuffer_get_length(out) > 0)
+		(void)smtp_evbuffer_write(out, fd);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(be->bev, EV_WRITE);
+}
+
 /* be_write - one command line with CRLF; arm the reply timer. */
 static void
 be_write(struct backend *be, const char *line)
@@ -120,9 +160,8 @@ be_write(struct backend *be, const char *line)
 	char buf[4200];
 	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
 
-	/* One write per command: a second one would schedule the event again. */
 	if (n > 0 && (size_t)n < sizeof(buf))
-		bufferevent_write(be->bev, buf, (size_t)n);
+		be_send(be, buf, (size_t)n);
 	be_timer_arm(be, be->s->cf->backend_timeout);
 }
 
@@ -373,6 +412,7 @@ start_tls(struct backend *be)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	be->bev = tb;
+	be->plain = false;
 	be->phase = BP_TLS;
 	bufferevent_setcb(tb, be_read_cb, NULL, be_event_cb, be);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
@@ -586,7 +626,7 @@ be_event(struct backend *be, struct bufferevent *bev, short what)
 			int n = proxyproto_write_v2((struct sockaddr *)&be->s->peer,
 						    (struct sockaddr *)&be->s->local, hdr, sizeof(hdr));
 			if (n > 0)
-				bufferevent_write(bev, hdr, (size_t)n);
+				be_send(be, hdr, (size_t)n);
 		}
 		be_timer_arm(be, be->s->cf->backend_timeout);
 		return;
@@ -631,6 +671,7 @@ be_connect(struct backend *be)
 	bufferevent_enable(be->bev, EV_READ | EV_WRITE);
 	be->phase = BP_CONNECTING;
 	be->tls = false;
+	be->plain = true;
 	be_timer_arm(be, cf->backend_connect_timeout);
 	if (bufferevent_socket_connect(be->bev, (struct sockaddr *)&b->addr, (int)b->addrlen) < 0) {
 		/* Deferred callbacks: the error arrives through be_event_cb,
@@ -691,7 +732,7 @@ be_next_command(struct backend *be)
 		be_write(be, "DATA");
 		return;
 	}
-	bufferevent_write(be->bev, c->line, strlen(c->line));
+	be_send(be, c->line, strlen(c->line));
 	be_timer_arm(be, be->s->cf->backend_timeout);
 }
 
@@ -772,31 +813,43 @@ be_send_body(struct backend *be)
 {
 	struct be_cmd *c = be->cur;
 	struct evbuffer *out = bufferevent_get_output(be->bev);
+	int fd = be->plain ? bufferevent_getfd(be->bev) : -1;
 
+	/* On a plain socket we write ourselves while the kernel takes it
+	 * (see be_send); the write event is armed only when it does not. */
+	if (fd >= 0)
+		bufferevent_disable(be->bev, EV_WRITE);
 	if (c->headers) {
-		bufferevent_write_buffer(be->bev, c->headers);
+		evbuffer_add_buffer(out, c->headers);
 		evbuffer_free(c->headers);
 		c->headers = NULL;
 	}
-	while (evbuffer_get_length(out) < BE_BODY_CHUNK) {
-		ssize_t n = msg_body_read(c->msg, be->body_off, out, BE_BODY_CHUNK);
-		if (n < 0) {
-			log_warnx(be->s->id, "cannot read the spool: %s", strerror(errno));
-			be_fail_all(be, BE_LOST);
-			return;
+	for (;;) {
+		while (evbuffer_get_length(out) < BE_BODY_CHUNK) {
+			ssize_t n = msg_body_read(c->msg, be->body_off, out, BE_BODY_CHUNK);
+			if (n < 0) {
+				log_warnx(be->s->id, "cannot read the spool: %s", strerror(errno));
+				be_fail_all(be, BE_LOST);
+				return;
+			}
+			if (n == 0) {
+				evbuffer_add(out, ".\r\n", 3);
+				bufferevent_setcb(be->bev, be_read_cb, NULL, be_event_cb, be);
+				be->phase = BP_DOT;
+				be_flush(be, fd);
+				be_timer_arm(be, be->s->cf->backend_timeout);
+				return;
+			}
+			be->body_off += n;
 		}
-		if (n == 0) {
-			bufferevent_write(be->bev, ".\r\n", 3);
-			bufferevent_setcb(be->bev, be_read_cb, NULL, be_event_cb, be);
-			be->phase = BP_DOT;
-			be_timer_arm(be, be->s->cf->backend_timeout);
-			return;
-		}
-		be->body_off += n;
+		/* Go on filling only while the kernel takes everything. */
+		if (fd < 0 || smtp_evbuffer_write(out, fd) <= 0 || evbuffer_get_length(out) > 0)
+			break;
 	}
 	/* More later, when the output drains. */
 	bufferevent_setwatermark(be->bev, EV_WRITE, BE_BODY_CHUNK / 2, 0);
 	bufferevent_setcb(be->bev, be_read_cb, body_write_cb, be_event_cb, be);
+	be_flush(be, fd);
 	be_timer_arm(be, be->s->cf->backend_timeout);
 }
 
@@ -826,11 +879,13 @@ be_really_free(struct backend *be)
 {
 	if (be->bev && !be->zombie && be->phase == BP_READY && !be->cur) {
 		/* Best effort: the kernel sends it after we close. */
-		bufferevent_write(be->bev, "QUIT\r\n", 6);
-		int fd = bufferevent_getfd(be->bev);
-		struct evbuffer *out = bufferevent_get_output(be->bev);
-		if (fd >= 0 && !be->tls)
-			evbuffer_write(out, fd);
+		if (be->plain) {
+			int fd = bufferevent_getfd(be->bev);
+			if (fd >= 0 && evbuffer_get_length(bufferevent_get_output(be->bev)) == 0)
+				(void)send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+		} else {
+			bufferevent_write(be->bev, "QUIT\r\n", 6);
+		}
 	}
 	if (be->bev)
 		bufferevent_free(be->bev);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,10 @@ struct msg_parser {
 
 	/* Body. */
 	bool body_bol;          /* at the start of an output body line */
-	char chunk[MSG_BODYCHUNK];  /* unstuffed body for ops->body */
 	size_t chunk_len;
 	struct evbuffer *filebuf;   /* pending writes once spilled */
+	/* Last: not zeroed at birth (16 KiB a message would be). */
+	char chunk[MSG_BODYCHUNK];  /* unstuffed body for ops->body */
 };
 
 /* problem - remember the first reason to refuse; stop storing. */
@@ -477,10 +479,11 @@ msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
 struct msg_parser *
 msg_parser_new(const struct msg_limits *lim, const struct msg_stream_ops *ops, void *arg)
 {
-	struct msg_parser *p = calloc(1, sizeof(*p));
+	struct msg_parser *p = malloc(sizeof(*p));
 
 	if (!p)
 		return NULL;
+	memset(p, 0, offsetof(struct msg_parser, chunk));
 	p->lim = *lim;
 	p->ops = ops;
 	p->arg = arg;

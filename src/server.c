@@ -683,6 +683,8 @@ server_run(const char *config_path, struct config *cf)
 		w->id = i;
 		pthread_mutex_init(&w->lock, NULL);
 		w->base = event_base_new();
+		if (!w->base || smtp_flush_setup(w) < 0)
+			fatalx("cannot set up the event loop of worker %u", i);
 		w->stats = stats_worker_new(srv->stats);
 		w->lev = calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof(*w->lev));
 		for (unsigned k = 0; k < srv->nlisteners; k++) {
@@ -769,6 +771,7 @@ server_run(const char *config_path, struct config *cf)
 			if (w->lev[k])
 				evconnlistener_free(w->lev[k]);
 		free(w->lev);
+		smtp_flush_cleanup(w);
 		event_base_free(w->base);
 		pthread_mutex_destroy(&w->lock);
 	}

@@ -11,7 +11,9 @@
  *
  * Public:
  *   smtp_session_start(), smtp_session_shutdown(), smtp_session_describe(),
- *   smtp_session_ref(), smtp_session_unref(), smtp_state_name()
+ *   smtp_session_ref(), smtp_session_unref(), smtp_state_name(),
+ *   smtp_out_handover(), smtp_flush_setup(), smtp_flush_cleanup(),
+ *   smtp_evbuffer_write()
  */
 
 /* System. */
@@ -29,6 +31,7 @@
 /* Library. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 /* Project. */
@@ -51,6 +54,7 @@
 #define SMTP_INPUT_HIGH   (256 * 1024)
 
 static void session_loop(struct smtp_session *s);
+static void write_cb(struct bufferevent *bev, void *arg);
 static void session_timer_arm(struct smtp_session *s);
 static void greeting_policy_done(struct smtp_session *s, const struct policy_verdict *v);
 
@@ -104,6 +108,120 @@ smtp_state_name(enum smtp_state st)
 	return names[st];
 }
 
+/*
+ * Replies on a plain socket are written by us, not by the bufferevent:
+ * handing each reply to it would arm the write event and disarm it once
+ * drained, two epoll_ctl calls per reply. Replies made during one round
+ * of the event loop go out together (RFC 2920 batching) when the
+ * worker's flush event runs at the end of that round; only what the
+ * kernel does not take is left to the bufferevent, whose write timeout
+ * then applies.
+ */
+
+/* smtp_evbuffer_write - write a socket bufferevent's output to its fd.
+ * The bufferevent keeps the start of its output frozen, to be drained
+ * only by its own write callback; we drain it the same way. */
+ssize_t
+smtp_evbuffer_write(struct evbuffer *out, int fd)
+{
+	evbuffer_unfreeze(out, 1);
+	ssize_t n = evbuffer_write(out, fd);
+	evbuffer_freeze(out, 1);
+	return n;
+}
+
+/* out_write - write the queued replies now; the rest to the bufferevent. */
+static void
+out_write(struct smtp_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	int fd = bufferevent_getfd(s->bev);
+
+	if (evbuffer_get_length(out) > 0 && fd >= 0)
+		(void)smtp_evbuffer_write(out, fd);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(s->bev, EV_WRITE);
+	else if (s->out_direct)
+		/* What the bufferevent would do after a write: unblock. */
+		write_cb(s->bev, s);
+}
+
+/* out_queued - a reply was queued: have it written this round. */
+static void
+out_queued(struct smtp_session *s)
+{
+	struct worker *w = s->w;
+
+	if (!s->out_direct) {
+		/* Handed over with nothing left (closing): arm it again. */
+		if (!(bufferevent_get_enabled(s->bev) & EV_WRITE))
+			bufferevent_enable(s->bev, EV_WRITE);
+		return;
+	}
+	if (s->flush_queued)
+		return;
+	s->flush_queued = true;
+	smtp_session_ref(s);
+	if (!w->flush_list)
+		event_active(w->flush_ev, EV_TIMEOUT, 0);
+	s->flush_next = w->flush_list;
+	w->flush_list = s;
+}
+
+/* smtp_out_handover - the bufferevent writes from now on (STARTTLS, close). */
+void
+smtp_out_handover(struct smtp_session *s)
+{
+	if (!s->out_direct)
+		return;
+	s->out_direct = false;
+	out_write(s);
+}
+
+/* flush_cb - the end of a round: write every session's replies. */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct smtp_session *list = w->flush_list;
+
+	(void)fd;
+	(void)what;
+	w->flush_list = NULL;
+	while (list) {
+		struct smtp_session *s = list;
+		list = s->flush_next;
+		s->flush_queued = false;
+		if (!s->closed && s->bev && s->out_direct)
+			out_write(s);
+		smtp_session_unref(s);
+	}
+}
+
+/* smtp_flush_setup - the worker's flush event. */
+int
+smtp_flush_setup(struct worker *w)
+{
+	w->flush_list = NULL;
+	w->flush_ev = event_new(w->base, -1, 0, flush_cb, w);
+	return w->flush_ev ? 0 : -1;
+}
+
+/* smtp_flush_cleanup - release the flush event and what waits on it. */
+void
+smtp_flush_cleanup(struct worker *w)
+{
+	while (w->flush_list) {
+		struct smtp_session *s = w->flush_list;
+		w->flush_list = s->flush_next;
+		s->flush_queued = false;
+		smtp_session_unref(s);
+	}
+	if (w->flush_ev)
+		event_free(w->flush_ev);
+	w->flush_ev = NULL;
+}
+
 /* smtp_reply - queue one reply line; replies leave in order. */
 void
 smtp_reply(struct smtp_session *s, const char *fmt, ...)
@@ -124,6 +242,7 @@ smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	line[n++] = '\r';
 	line[n++] = '\n';
 	bufferevent_write(s->bev, line, n);
+	out_queued(s);
 }
 
 /* smtp_reply_id - queue a reply from the table. */
@@ -140,8 +259,10 @@ smtp_reply_id(struct smtp_session *s, enum smtp_reply_id id)
 void
 smtp_reply_raw(struct smtp_session *s, const char *text, size_t len)
 {
-	if (!s->closed)
+	if (!s->closed) {
 		bufferevent_write(s->bev, text, len);
+		out_queued(s);
+	}
 }
 
 /* smtp_error - a refused command: count it, and close past max_errors. */
@@ -189,6 +310,7 @@ smtp_close(struct smtp_session *s)
 	s->state = SS_CLOSING;
 	s->busy = true;
 	event_del(s->timer);
+	smtp_out_handover(s);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_setcb(s->bev, NULL, closing_write_cb, smtp_event_cb, s);
 	/* A client that does not read its last reply must not hold us. */
@@ -318,6 +440,9 @@ write_cb(struct bufferevent *bev, void *arg)
 		s->out_blocked = false;
 		bufferevent_enable(bev, EV_READ);
 	}
+	if (s->out_direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		/* Drained: back to writing replies ourselves. */
+		bufferevent_disable(bev, EV_WRITE);
 	if (!s->busy)
 		session_loop(s);
 }
@@ -647,7 +772,15 @@ smtp_bev_install(struct smtp_session *s, struct bufferevent *bev)
 	/* Replies the client does not take within client_timeout: gone. */
 	struct timeval wt = { s->cf->client_timeout, 0 };
 	bufferevent_set_timeouts(bev, NULL, &wt);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	s->out_direct = bufferevent_get_underlying(bev) == NULL &&
+			bufferevent_openssl_get_ssl(bev) == NULL;
+	if (s->out_direct) {
+		/* Enabled from birth: would arm itself on every reply. */
+		bufferevent_disable(bev, EV_WRITE);
+		bufferevent_enable(bev, EV_READ);
+	} else {
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+	}
 }
 
 /* smtp_session_start - take over an accepted socket on worker w. */

@@ -109,6 +109,9 @@ smtp_tls_proceed(struct smtp_session *s)
 		evbuffer_drain(in, junk);
 	}
 	smtp_reply_id(s, RPL_STARTTLS_GO);
+	/* The 220 goes out in clear, ahead of the handshake. */
+	smtp_out_handover(s);
+	bufferevent_enable(s->bev, EV_WRITE);
 	struct bufferevent *tb = bufferevent_openssl_filter_new(s->w->base, s->bev, ssl,
 			BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!tb) {
