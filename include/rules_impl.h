@@ -16,6 +16,9 @@
 #include "lists.h"
 #include "rules.h"
 
+struct rules_pf;
+struct rules_pf_req;
+
 /* Comparison operators. */
 enum rules_op {
 	RULES_OP_MATCH,	  /* =~ */
@@ -55,6 +58,7 @@ struct rules_node {
 	size_t len;
 	double num;			 /* CMP on numbers: the value */
 	pcre2_code *re;			 /* CMP =~ !~ */
+	struct rules_pf_req *pf_req;	 /* CMP =~ !~: literals every match holds, or NULL */
 	const struct lists_strset *strs; /* CMP in: strings (may be NULL) */
 	const struct lists_netset *nets; /* CMP in: networks (may be NULL) */
 	struct rules_fref *keys;	 /* LIMIT */
@@ -114,6 +118,7 @@ struct rules {
 	struct rules_env env;
 	struct rules_mem *mem;
 	struct rules_file *files; /* memory owned through mem */
+	struct rules_pf *pf;	  /* literal prefilter (rules_prefilter.h), or NULL */
 };
 
 /* Kinds and keywords of the field table (rules_parse.c). */

@@ -5,7 +5,9 @@
  * caller's rules_ops.get() callback and every limit() through
  * rules_ops.limit(), so the same code serves the proxy, the milter and the
  * unit tests. A compiled set is never written to here; regular expression
- * match data, match context and JIT stack are per thread.
+ * match data, match context and JIT stack are per thread, and so is the
+ * scratch of the literal prefilter (rules_prefilter.h) that lets a stage
+ * skip regular-expression rules whose literals do not occur.
  *
  * Public:
  *   rules_eval(), rules_result_clear(), rules_count(), rules_name(),
@@ -33,6 +35,7 @@
 #include "lists.h"
 #include "rules.h"
 #include "rules_impl.h"
+#include "rules_prefilter.h"
 
 /* Backtracking budget per match: stops catastrophic patterns (also under JIT). */
 #define RULES_MATCH_LIMIT 1000000
@@ -94,11 +97,20 @@ const struct rules_field_info rules_fields[RULES_F_COUNT] = {
 	[RULES_F_SCORE] = { "score", RULES_K_NUMBER, RULES_STAGE_CONNECT, NULL },
 };
 
-/* Per-thread regular expression state (PCRE2 match data is not shareable). */
+/*
+ * Per-thread regular expression state (PCRE2 match data is not shareable)
+ * and prefilter scratch: which gated rules had a literal hit, and which
+ * groups' automata already ran in the current evaluation.
+ */
 struct rules_tls {
 	pcre2_match_data *md;
 	pcre2_match_context *mc;
 	pcre2_jit_stack *js;
+	uint64_t *pf_bits;
+	size_t pf_nwords;
+	uint8_t *pf_done;
+	unsigned pf_ngroups;
+	bool pf_busy; /* an evaluation on this thread is using the scratch */
 };
 
 static pthread_key_t rules_tls_key;
@@ -113,6 +125,8 @@ struct rules_eval_ctx {
 	const struct rules_rule *rule;
 	double base_score;
 	bool have_base;
+	const struct rules_pf_stage *pf; /* the stage's prefilter, or NULL */
+	struct rules_tls *pft;		 /* its scratch */
 };
 
 /* rules_tls_free - thread-exit destructor of the per-thread match state. */
@@ -126,6 +140,8 @@ rules_tls_free(void *arg)
 	pcre2_match_data_free(t->md);
 	pcre2_match_context_free(t->mc);
 	pcre2_jit_stack_free(t->js);
+	free(t->pf_bits);
+	free(t->pf_done);
 	free(t);
 }
 
@@ -550,6 +566,68 @@ run_actions(struct rules_eval_ctx *e, const struct rules_rule *rule)
 	return terminal;
 }
 
+/* pf_begin - set up the prefilter scratch for an evaluation of a stage (or go without). */
+static void
+pf_begin(struct rules_eval_ctx *e, const struct rules *r, enum rules_stage stage)
+{
+	const struct rules_pf_stage *ps;
+	struct rules_tls *t;
+	size_t nwords;
+
+	if (r->pf == NULL || (ps = &r->pf->st[stage])->ngroups == 0 || (t = rules_tls_get()) == NULL ||
+	    t->pf_busy)
+		return; /* busy: get() evaluated rules itself; plain is always right */
+	nwords = r->pf->maxrules / 64 + 1;
+	if (t->pf_nwords < nwords) {
+		uint64_t *b = realloc(t->pf_bits, nwords * sizeof(*b));
+
+		if (b == NULL)
+			return;
+		t->pf_bits = b;
+		t->pf_nwords = nwords;
+	}
+	if (t->pf_ngroups < r->pf->maxgroups) {
+		uint8_t *d = realloc(t->pf_done, r->pf->maxgroups);
+
+		if (d == NULL)
+			return;
+		t->pf_done = d;
+		t->pf_ngroups = r->pf->maxgroups;
+	}
+	memset(t->pf_bits, 0, (r->nstage[stage] / 64 + 1) * sizeof(*t->pf_bits));
+	memset(t->pf_done, 0, ps->ngroups);
+	t->pf_busy = true;
+	e->pf = ps;
+	e->pft = t;
+}
+
+/*
+ * pf_next - the next rule to evaluate from the i-th on: i itself unless
+ * it is gated and none of its literals occurs in its field (its condition
+ * is then certainly false), in which case the rules of the same group that
+ * follow it without a hit are passed over too. A group's automaton runs
+ * once, when its first rule is reached, so a stage that stops early never
+ * fetches fields it would not have read.
+ */
+static size_t
+pf_next(struct rules_eval_ctx *e, size_t i)
+{
+	int32_t g = e->pf->gate[i];
+	struct rules_tls *t = e->pft;
+
+	if (g < 0)
+		return i;
+	if (!t->pf_done[g]) {
+		const struct rules_pf_group *grp = &e->pf->groups[g];
+		struct rules_value v;
+
+		for (unsigned k = 0; get_value(e, &grp->f, k, &v); k++)
+			rules_pf_scan(grp, v.s, v.len, t->pf_bits);
+		t->pf_done[g] = 1;
+	}
+	return rules_pf_next(e->pf, t->pf_bits, i);
+}
+
 /* rules_eval - run one stage's rules; the first terminal action wins. */
 int
 rules_eval(const struct rules *r, enum rules_stage stage, const struct rules_ops *ops, void *ctx,
@@ -560,10 +638,16 @@ rules_eval(const struct rules *r, enum rules_stage stage, const struct rules_ops
 	rules_result_clear(out);
 	if (r == NULL || (unsigned)stage >= RULES_STAGE_COUNT || ops == NULL || ops->get == NULL)
 		return RULES_VERDICT_NONE;
+	pf_begin(&e, r, stage);
 	for (size_t i = 0; i < r->nstage[stage]; i++) {
-		const struct rules_rule *rule = r->stage[stage][i];
+		const struct rules_rule *rule;
+		size_t next;
 
-		e.rule = rule;
+		if (e.pf != NULL && (next = pf_next(&e, i)) != i) {
+			i = next - 1; /* the skipped rules' conditions are false */
+			continue;
+		}
+		rule = e.rule = r->stage[stage][i];
 		if (!eval_node(&e, rule->cond))
 			continue;
 		if (out->nhits < RULES_RESULT_MAX_HITS)
@@ -573,6 +657,8 @@ rules_eval(const struct rules *r, enum rules_stage stage, const struct rules_ops
 		if (run_actions(&e, rule))
 			break;
 	}
+	if (e.pft != NULL)
+		e.pft->pf_busy = false;
 	return out->verdict;
 }
 
@@ -657,6 +743,7 @@ rules_free(struct rules *r)
 			m->dtor(m->obj);
 		free(m);
 	}
+	rules_prefilter_free(r->pf);
 	for (int s = 0; s < RULES_STAGE_COUNT; s++)
 		free(r->stage[s]);
 	free(r->rule);

@@ -36,6 +36,7 @@
 #include "lists.h"
 #include "rules.h"
 #include "rules_impl.h"
+#include "rules_prefilter.h"
 
 /* Longest rule file we read, and longest logical line. */
 #define RULES_FILE_MAX (64u * 1024 * 1024)
@@ -472,7 +473,14 @@ free_netset(void *s)
 	lists_netset_free(s);
 }
 
-/* compile_regex - compile the current T_REGEX token into n->re. */
+/* free_pf_req - rules_mem destructor for a prefilter requirement. */
+static void
+free_pf_req(void *req)
+{
+	rules_pf_req_free(req);
+}
+
+/* compile_regex - compile the current T_REGEX token into n->re (and its literals). */
 static void
 compile_regex(struct parser *p, struct rules_node *n)
 {
@@ -495,6 +503,10 @@ compile_regex(struct parser *p, struct rules_node *n)
 	if (rules_own(p->r, free_code, re) < 0)
 		perr(p, p->start, "out of memory");
 	n->re = re;
+	/* No requirement (or no memory for one) only means no prefilter gate. */
+	n->pf_req = rules_pf_regex_req(p->text, p->textlen, p->regex_flags);
+	if (rules_own(p->r, free_pf_req, n->pf_req) < 0)
+		n->pf_req = NULL;
 }
 
 /* file_set - load @path (relative to the rule file's directory) once per rule set. */
@@ -1173,6 +1185,21 @@ index_stages(struct rules *r)
 	return 0;
 }
 
+/*
+ * finish - index the stages and build the literal prefilter (skipped when
+ * RAVELIN_RULES_NO_PREFILTER is set, for tests and measurements; without
+ * it, e.g. on ENOMEM, evaluation is the same, only slower).
+ */
+static int
+finish(struct rules *r)
+{
+	if (index_stages(r) < 0)
+		return -1;
+	if (getenv("RAVELIN_RULES_NO_PREFILTER") == NULL)
+		r->pf = rules_prefilter_build(r);
+	return 0;
+}
+
 /* parse_one - parse one file's text into r; returns its error count. */
 static unsigned
 parse_one(struct rules *r, const struct rules_env *env, const char *name, const char *text,
@@ -1263,7 +1290,7 @@ rules_load(const char *const *paths, size_t npaths, const struct rules_env *env,
 		nerrors += parse_one(r, env, paths[i], text, len, error, arg);
 		free(text);
 	}
-	if (nerrors == 0 && index_stages(r) < 0) {
+	if (nerrors == 0 && finish(r) < 0) {
 		if (error)
 			error(arg, "rules: out of memory");
 		nerrors++;
@@ -1289,7 +1316,7 @@ rules_load_text(const char *name, const char *text, const struct rules_env *env,
 		return NULL;
 	}
 	nerrors = parse_one(r, env, name, text, strlen(text), error, arg);
-	if (nerrors == 0 && index_stages(r) < 0) {
+	if (nerrors == 0 && finish(r) < 0) {
 		if (error)
 			error(arg, "rules: out of memory");
 		nerrors++;
