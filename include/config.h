@@ -106,6 +106,7 @@ struct config {
 	unsigned max_header_fields;
 	bool bare_newline_normalize;
 	bool long_lines_pass;
+	bool received_header;             /* prepend our Received: field (proxy mode) */
 	unsigned pregreet_ms;             /* wait before the banner to catch early talkers; 0 = off */
 
 	unsigned client_timeout;          /* seconds */

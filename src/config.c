@@ -41,6 +41,7 @@ enum config_type {
 	CT_MS,          /* a duration stored in milliseconds */
 	CT_SIZE,        /* bytes */
 	CT_UINT,
+	CT_BOOL,        /* yes | no */
 	CT_LOG,
 	CT_WORKERS,
 	CT_BARE_NEWLINE,
@@ -105,6 +106,7 @@ static const struct config_directive directives[] = {
 	{ "pregreet_delay", CT_MS, OFF(pregreet_ms) },
 	{ "bare_newline", CT_BARE_NEWLINE, 0 },
 	{ "long_lines", CT_LONG_LINES, 0 },
+	{ "received_header", CT_BOOL, OFF(received_header) },
 	{ "client_timeout", CT_DURATION, OFF(client_timeout) },
 	{ "data_timeout", CT_DURATION, OFF(data_timeout) },
 	{ "backend_connect_timeout", CT_DURATION, OFF(backend_connect_timeout) },
@@ -538,6 +540,14 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 			*(unsigned *)slot = (unsigned)n;
 		break;
 	}
+	case CT_BOOL:
+		if (strcmp(v, "yes") == 0)
+			*(bool *)slot = true;
+		else if (strcmp(v, "no") == 0)
+			*(bool *)slot = false;
+		else
+			perr(p, file, line, "%s: expected yes or no, not '%s'", argv[0], v);
+		break;
 	case CT_LOG:
 		if (strcmp(v, "syslog") == 0)
 			cf->log = LOG_DEST_SYSLOG;
@@ -711,6 +721,7 @@ defaults(struct config *cf)
 	cf->shutdown_timeout = 30;
 	cf->ratelimit_prefix = strdup("ravelin:");
 	cf->tls_min_protocol = strdup("TLSv1.2");
+	cf->received_header = true;
 }
 
 /* validate - checks across directives. */

@@ -19,11 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Library. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 
 /* Project. */
 #include "backend.h"
@@ -31,10 +34,12 @@
 #include "log.h"
 #include "message.h"
 #include "policy.h"
+#include "received.h"
 #include "server.h"
 #include "smtp_internal.h"
 #include "smtp_session.h"
 #include "stats.h"
+#include "tls.h"
 
 static void eom_stage(struct smtp_session *s, enum policy_stage st);
 
@@ -337,6 +342,42 @@ message_done(struct smtp_session *s, const struct backend_reply *r)
 	smtp_resume(s);
 }
 
+/* received_header - our Received: trace field (proxy mode only: in milter
+ * mode the MTA writes its own). XCLIENT has no attribute for TLS, so this
+ * is how the backend and the recipient learn the client's protocol and
+ * cipher. It goes below the fields policy_headers() wrote (RFC 7208 9.1
+ * and RFC 8601 want Received-SPF and Authentication-Results above it). */
+static void
+received_header(struct smtp_session *s, struct evbuffer *out)
+{
+	const struct smtp_txn *t = s->txn;
+	SSL *ssl = s->tls && s->bev ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	char buf[RECEIVED_MAX];
+	struct received_info ri = {
+		.helo = s->helo,
+		.client_name = s->client_name,
+		.client_ip = s->client_ip,
+		.by = s->cf->hostname,
+		.id = s->id,
+		.esmtp = s->esmtp,
+		.tls = s->tls,
+		.auth = s->auth,
+		.utf8 = t->smtputf8,
+		.rcpt = t->nrcpts == 1 ? t->rcpts[0].addr : NULL,
+		.when = time(NULL),
+	};
+
+	if (!s->cf->received_header)
+		return;
+	if (ssl) {
+		ri.tls_version = tls_version(ssl);
+		ri.tls_cipher = tls_cipher(ssl);
+		ri.tls_bits = tls_cipher_bits(ssl, &ri.tls_alg_bits);
+	}
+	if (received_build(&ri, buf, sizeof(buf)) > 0)
+		msg_stuff_header(out, buf, strlen(buf));
+}
+
 /* send_message - the message passed every stage: hand it to the backend. */
 static void
 send_message(struct smtp_session *s)
@@ -366,6 +407,7 @@ send_message(struct smtp_session *s)
 		return;
 	}
 	policy_headers(s, hdr);
+	received_header(s, hdr);
 	for (size_t i = 0; i < m->nheaders; i++) {
 		if (policy_drop_header(s, m->headers[i].raw, m->headers[i].len))
 			continue;

@@ -94,7 +94,8 @@ def test_authentication_results_exact(plain):
     assert head.startswith("Authentication-Results: mx.test.example;\r\n\tspf=pass")
     assert all(columns(l) <= 78 for l in head.split("\r\n")[:8])
     names = [n.lower() for n, _ in sa.fields(data)]
-    assert names[:3] == ["authentication-results", "received-spf", "dkim-signature"]
+    assert names[:4] == ["authentication-results", "received-spf", "received", "dkim-signature"]
+    assert " (ravelin) with ESMTP " in sa.fields(data)[2][1]
     assert data.endswith(msg)
 
 

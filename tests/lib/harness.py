@@ -20,6 +20,47 @@ BUILD = os.environ.get("RAVELIN_BUILD", os.path.join(ROOT, "build"))
 PY = "/usr/bin/python3"
 
 
+# Under `make check-valgrind` (VALGRIND=1, RAVELIN_WRAPPER set by
+# tests/run.sh) ravelin runs under memcheck, about 20 times slower: waits
+# the harness owns are multiplied by SLOW (RAVELIN_SLOW overrides it). The
+# normal path keeps SLOW = 1.
+VALGRIND = bool(os.environ.get("VALGRIND")) and bool(os.environ.get("RAVELIN_WRAPPER"))
+SLOW = float(os.environ.get("RAVELIN_SLOW", "10" if VALGRIND else "1"))
+
+
+def wrapper(tmp, tag):
+    """The command prefix ravelin is started with: empty normally, else
+    RAVELIN_WRAPPER with memcheck's report written to its own file in tmp
+    (so the daemon's log stays the daemon's). Returns (argv, report path)."""
+    w = os.environ.get("RAVELIN_WRAPPER", "").split()
+    if not w or not VALGRIND:
+        return w, None
+    # %p: valgrind's own pid, which is the daemon's (no fork, no exec), so
+    # a restart on the same port does not overwrite the first report.
+    path = os.path.join(tmp, "valgrind-%s.%%p.log" % tag)
+    return w + ["--log-file=" + path], path
+
+
+def valgrind_verdict(path):
+    """None when memcheck's report at path is clean (no error, nothing
+    definitely/indirectly/possibly lost), else the report's text. A report
+    without its final ERROR SUMMARY (process killed) is not clean."""
+    if path is None:
+        return None
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return "no valgrind report at %s" % path
+    import re
+    ok = re.search(r"ERROR SUMMARY: 0 errors", text) is not None
+    for kind in ("definitely lost", "indirectly lost", "possibly lost"):
+        m = re.search(kind + r": ([0-9,]+) bytes", text)
+        if m and m.group(1) != "0":
+            ok = False
+    return None if ok else text
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -29,7 +70,7 @@ def free_port():
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
-    end = time.time() + timeout
+    end = time.time() + timeout * SLOW
     while time.time() < end:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("process exited with %s" % proc.returncode)
@@ -83,20 +124,22 @@ class Ravelin:
             f.write(config)
         self.logfile = os.path.join(tmp, "ravelin-%d.log" % (port or 0))
         self.logfh = open(self.logfile, "wb")
-        wrapper = os.environ.get("RAVELIN_WRAPPER", "").split()
-        self.proc = subprocess.Popen(wrapper + [os.path.join(BUILD, "ravelin"), "-d", "-c", self.conf],
+        wrap, self.vglog = wrapper(tmp, str(port or free_port()))
+        self.proc = subprocess.Popen(wrap + [os.path.join(BUILD, "ravelin"), "-d", "-c", self.conf],
                                      stdout=self.logfh, stderr=subprocess.STDOUT)
+        if self.vglog:
+            self.vglog = self.vglog.replace("%p", str(self.proc.pid))
         if wait and port:
-            wait_port(port, proc=self.proc, timeout=30 if wrapper else 10)
+            wait_port(port, proc=self.proc, timeout=10)
         for p in extra_ports:
-            wait_port(p, proc=self.proc, timeout=30 if wrapper else 10)
+            wait_port(p, proc=self.proc, timeout=10)
 
     def log(self):
         with open(self.logfile, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
     def wait_log(self, needle, timeout=5.0):
-        end = time.time() + timeout
+        end = time.time() + timeout * SLOW
         while time.time() < end:
             if needle in self.log():
                 return True
@@ -107,7 +150,7 @@ class Ravelin:
         """Wait for a log line matching a regular expression; the match or None.
         "[IP]" in a pattern stands for any client name before that address."""
         import re
-        end = time.time() + timeout
+        end = time.time() + timeout * SLOW
         while True:
             m = re.search(pattern, self.log())
             if m or time.time() >= end:
@@ -118,15 +161,25 @@ class Ravelin:
         self.proc.send_signal(sig)
 
     def stop(self, timeout=20):
-        """SIGTERM; returns the exit code. Sanitizer/valgrind reports fail it."""
+        """SIGTERM; returns the exit code. Sanitizer/valgrind reports fail it:
+        under valgrind an unclean memcheck report is appended to the log
+        and makes the exit code 99 (valgrind's --error-exitcode)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=timeout)
+                self.proc.wait(timeout=timeout * SLOW)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.logfh.close()
+        if not self.logfh.closed:
+            self.logfh.close()
+            bad = valgrind_verdict(self.vglog)
+            if bad is not None:
+                with open(self.logfile, "ab") as f:
+                    f.write(b"\n--- valgrind memcheck report ---\n" + bad.encode())
+                self.vgbad = True
+        if getattr(self, "vgbad", False) and self.proc.returncode in (0, -15):
+            return 99
         return self.proc.returncode
 
 
@@ -145,22 +198,6 @@ dns_timeout 2s
 """ % (port, profile, flags, backend_port, mode, dns_port, extra)
 
 
-ADDED_FIELDS = (b"authentication-results:", b"received-spf:")
-
-
-def strip_added(data):
-    """The message as the client sent it: data without the header fields
-    ravelin prepends (Authentication-Results, Received-SPF). Only fields
-    at the very top are removed, so a client's own are kept."""
-    lines = data.split(b"\r\n")
-    i = 0
-    while i < len(lines) and lines[i].lower().startswith(ADDED_FIELDS):
-        i += 1
-        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
-            i += 1
-    return b"\r\n".join(lines[i:])
-
-
 def proxy_v1(src, dst="127.0.0.1", sport=40000, dport=25):
     fam = "TCP6" if ":" in src else "TCP4"
     if fam == "TCP6" and ":" not in dst:
@@ -172,6 +209,7 @@ class Client:
     """A raw SMTP client for byte-exact and protocol-abuse tests."""
 
     def __init__(self, port, host="127.0.0.1", source=None, timeout=10, preamble=b""):
+        timeout = timeout * SLOW if timeout else timeout
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.buf = b""
@@ -204,7 +242,7 @@ class Client:
 
     def closed(self, timeout=5):
         """True when the server closed the connection (after any pending data)."""
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout * SLOW)
         try:
             while True:
                 chunk = self.sock.recv(65536)
@@ -262,26 +300,82 @@ def start_proxy(factory, backend, dns, extra="", **kw):
     return r
 
 
-def strip_added(data):
-    """The message as the client sent it: drop the header fields ravelin
-    prepends (Authentication-Results, Received-SPF, rule add_header ones
-    listed in extra) from the top of a forwarded message."""
-    added = (b"authentication-results:", b"received-spf:")
+ADDED_TOP = (b"authentication-results:", b"received-spf:")
+
+
+def _fields(data):
+    """The header section of data as a list of fields, each a list of its
+    lines (folds included), and the index of the line after the header."""
     lines = data.split(b"\r\n")
+    fields = []
     i = 0
-    while i < len(lines) and lines[i].lower().startswith(added):
+    while i < len(lines) and lines[i] != b"":
+        f = [lines[i]]
         i += 1
         while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            f.append(lines[i])
             i += 1
-    return b"\r\n".join(lines[i:])
+        fields.append(f)
+    return fields, lines, i
+
+
+def is_our_received(field):
+    """A Received field ravelin wrote: its value says "(ravelin)". A
+    client's own Received fields never match."""
+    text = b" ".join(field)
+    return text.lower().startswith(b"received:") and b" (ravelin) with " in text
+
+
+def _added(data):
+    """Indices (first line, line count) of the fields ravelin prepended:
+    Authentication-Results and Received-SPF at the very top, and our
+    Received field (the first one; it sits above the client's first
+    field, below any add_header fields)."""
+    fields, lines, _ = _fields(data)
+    out = []
+    pos = 0
+    k = 0
+    while k < len(fields) and fields[k][0].lower().startswith(ADDED_TOP):
+        out.append((pos, len(fields[k])))
+        pos += len(fields[k])
+        k += 1
+    while k < len(fields):
+        if is_our_received(fields[k]):
+            out.append((pos, len(fields[k])))
+            break
+        pos += len(fields[k])
+        k += 1
+    return out, lines
+
+
+def strip_added(data):
+    """The message as the client sent it: data without the header fields
+    ravelin prepends (Authentication-Results, Received-SPF at the top, and
+    its own Received trace field). Fields of rule add_header actions stay,
+    and so do a client's own Received and Authentication-Results fields."""
+    added, lines = _added(data)
+    drop = set()
+    for first, n in added:
+        drop.update(range(first, first + n))
+    return b"\r\n".join(l for j, l in enumerate(lines) if j not in drop)
 
 
 def added_headers(data):
-    """The header fields ravelin prepended, unfolded, as (name, value)."""
+    """The header fields ravelin prepended, unfolded, as (name, value):
+    Authentication-Results, Received-SPF and its own Received."""
+    added, lines = _added(data)
     out = []
-    head = data[:len(data) - len(strip_added(data))]
-    for field in head.decode("utf-8", "replace").replace("\r\n\t", " ").replace("\r\n ", " ").split("\r\n"):
-        if ":" in field:
-            n, _, v = field.partition(":")
-            out.append((n, v.strip()))
+    for first, n in added:
+        field = "\r\n".join(l.decode("utf-8", "replace") for l in lines[first:first + n])
+        field = field.replace("\r\n\t", " ").replace("\r\n ", " ")
+        name, _, value = field.partition(":")
+        out.append((name, value.strip()))
     return out
+
+
+def our_received(data):
+    """ravelin's own Received field, unfolded (None when there is none)."""
+    for name, value in added_headers(data):
+        if name.lower() == "received":
+            return value
+    return None
