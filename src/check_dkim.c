@@ -32,6 +32,7 @@
 
 /* Project. */
 #include "check_dkim.h"
+#include "dkim_keycache.h"
 #include "dns.h"
 
 /* Total time one message's key lookups may take (all signatures). */
@@ -235,6 +236,7 @@ dkimv_lib_new(struct dns *dns, const char *keyfile, char *err, size_t errlen)
 	unsigned int flags = DKIM_LIBFLAGS_DELAYSIGPROC;
 	unsigned int minbits = 1024;	/* RFC 8301 section 3.2 */
 
+	dkim_keycache_init();
 	l = calloc(1, sizeof *l);
 	if (l == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -308,6 +310,8 @@ dkimv_lib_free(struct dkimv_lib *lib)
 	if (lib->lib != NULL)
 		dkim_close(lib->lib);
 	free(lib);
+	/* Only a cache: the next verification decodes its key again. */
+	dkim_keycache_clear();
 }
 
 /* dkimv_new - see check_dkim.h. */

@@ -25,6 +25,7 @@
 
 /* Project. */
 #include "check_dkim.h"
+#include "dkim_keycache.h"
 
 #define TESTDATA "../shared/testdata/dkim/"
 #define RFC8463 TESTDATA "rfc8463-mailauth/signed.eml"
@@ -335,8 +336,11 @@ threads_share_one_library(void **state)
 
 	if ((msg = read_file(RFC8463, &len)) == NULL)
 		skip();
+	unsigned long h0, m0, h, m;
+
 	lib = dkimv_lib_new(NULL, NULL, err, sizeof err);
 	dkimv_lib_set_txt_lookup(lib, txt_table, (void *)zone);
+	dkim_keycache_stats(&h0, &m0);
 	for (i = 0; i < 4; i++) {
 		args[i] = (struct thread_arg){ lib, msg, len, 0 };
 		assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
@@ -345,6 +349,11 @@ threads_share_one_library(void **state)
 		pthread_join(th[i], NULL);
 		assert_int_equal(args[i].passes, 50);
 	}
+	/* libopendkim's RSA key decoding went through dkim_keycache: 200
+	 * verifications, one decode (a few if the threads raced to it). */
+	dkim_keycache_stats(&h, &m);
+	assert_true(m - m0 >= 1 && m - m0 <= 4);
+	assert_true(h - h0 >= 196);
 	dkimv_lib_free(lib);
 	free(msg);
 }

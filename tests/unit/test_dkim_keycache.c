@@ -1,0 +1,233 @@
+/*
+ * test_dkim_keycache.c - unit tests for dkim_keycache.c: the executable's
+ * d2i_PUBKEY_bio() answers the same DER bytes with the same key (a hit),
+ * different bytes with a different key, gives exactly what OpenSSL's own
+ * decoding gives, leaves garbage, reuse pointers and non-memory BIOs to
+ * OpenSSL, and keys handed out survive a cache clear. It also checks that
+ * calls from a shared library (libcrypto's PEM/BIO users stand in for
+ * libopendkim: dlsym of the global scope) reach our definition.
+ */
+
+/* System. */
+#include <dlfcn.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Libraries. */
+#include <cmocka.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+/* Project. */
+#include "dkim_keycache.h"
+
+/* make_der - a fresh RSA public key as SubjectPublicKeyInfo DER. */
+static unsigned char *
+make_der(int bits, int *len)
+{
+	EVP_PKEY *k = EVP_RSA_gen((unsigned)bits);
+	unsigned char *der = NULL;
+
+	assert_non_null(k);
+	*len = i2d_PUBKEY(k, &der);
+	assert_true(*len > 0);
+	EVP_PKEY_free(k);
+	return der;
+}
+
+/* decode - through a memory BIO, as libopendkim does. */
+static EVP_PKEY *
+decode(const unsigned char *der, int len)
+{
+	BIO *b = BIO_new_mem_buf(der, len);
+	EVP_PKEY *k;
+
+	assert_non_null(b);
+	k = d2i_PUBKEY_bio(b, NULL);
+	BIO_free(b);
+	return k;
+}
+
+/* same_as_openssl - the key equals OpenSSL's own decoding of der. */
+static void
+same_as_openssl(EVP_PKEY *k, const unsigned char *der, int len)
+{
+	const unsigned char *p = der;
+	EVP_PKEY *ref = d2i_PUBKEY(NULL, &p, len);
+
+	assert_non_null(ref);
+	assert_int_equal(EVP_PKEY_eq(k, ref), 1);
+	EVP_PKEY_free(ref);
+}
+
+/* hit_and_miss - same bytes: same key and a hit; other bytes: a miss. */
+static void
+hit_and_miss(void **state)
+{
+	int la, lb;
+	unsigned char *a = make_der(1024, &la), *b = make_der(1024, &lb);
+	unsigned long h0, m0, h, m;
+
+	(void)state;
+	dkim_keycache_clear();
+	dkim_keycache_stats(&h0, &m0);
+	EVP_PKEY *k1 = decode(a, la);
+	EVP_PKEY *k2 = decode(a, la);
+	EVP_PKEY *k3 = decode(b, lb);
+	assert_non_null(k1);
+	assert_ptr_equal(k1, k2);
+	assert_ptr_not_equal(k1, k3);
+	dkim_keycache_stats(&h, &m);
+	assert_int_equal(h - h0, 1);
+	assert_int_equal(m - m0, 2);
+	same_as_openssl(k1, a, la);
+	same_as_openssl(k3, b, lb);
+	assert_int_equal(EVP_PKEY_eq(k1, k3), 0);
+	/* A copy of the bytes elsewhere in memory still hits. */
+	unsigned char *a2 = malloc((size_t)la);
+	memcpy(a2, a, (size_t)la);
+	EVP_PKEY *k4 = decode(a2, la);
+	assert_ptr_equal(k4, k1);
+	/* Keys handed out outlive the cache. */
+	dkim_keycache_clear();
+	assert_int_equal(EVP_PKEY_get_bits(k1), 1024);
+	EVP_PKEY *k5 = decode(a, la);
+	assert_ptr_not_equal(k5, NULL);
+	same_as_openssl(k5, a, la);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
+	EVP_PKEY_free(k3);
+	EVP_PKEY_free(k4);
+	EVP_PKEY_free(k5);
+	free(a2);
+	OPENSSL_free(a);
+	OPENSSL_free(b);
+	dkim_keycache_clear();
+}
+
+/* one_byte_differs - a key differing in its last byte is not the cached one. */
+static void
+one_byte_differs(void **state)
+{
+	int la;
+	unsigned char *a = make_der(1024, &la);
+	unsigned char *t = malloc((size_t)la);
+
+	(void)state;
+	memcpy(t, a, (size_t)la);
+	t[la - 1] ^= 0x02;	/* still a valid modulus byte, another key */
+	EVP_PKEY *k1 = decode(a, la);
+	EVP_PKEY *k2 = decode(t, la);
+	assert_non_null(k1);
+	if (k2 != NULL) {
+		assert_ptr_not_equal(k1, k2);
+		same_as_openssl(k2, t, la);
+		EVP_PKEY_free(k2);
+	}
+	EVP_PKEY_free(k1);
+	free(t);
+	OPENSSL_free(a);
+	dkim_keycache_clear();
+}
+
+/* garbage - what OpenSSL refuses is refused, and nothing is cached. */
+static void
+garbage(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *bytes;
+		int len;
+	} rows[] = {
+		{ "text", "not a key at all", 16 },
+		{ "truncated sequence", "\x30\x82\x01\x22\x30\x0d", 6 },
+		{ "one byte", "\x30", 1 },
+	};
+	unsigned long h0, m0, h, m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		dkim_keycache_stats(&h0, &m0);
+		EVP_PKEY *k = decode((const unsigned char *)rows[i].bytes, rows[i].len);
+		dkim_keycache_stats(&h, &m);
+		if (k != NULL || h != h0 || m != m0)
+			fail_msg("row %zu (%s): decoded or cached", i, rows[i].name);
+	}
+}
+
+/* not_ours - reuse pointers and file BIOs go to OpenSSL untouched. */
+static void
+not_ours(void **state)
+{
+	int la;
+	unsigned char *a = make_der(1024, &la);
+	unsigned long h0, m0, h, m;
+	EVP_PKEY *reuse = NULL;
+
+	(void)state;
+	dkim_keycache_stats(&h0, &m0);
+	BIO *b = BIO_new_mem_buf(a, la);
+	EVP_PKEY *k = d2i_PUBKEY_bio(b, &reuse);
+	BIO_free(b);
+	assert_non_null(k);
+	assert_ptr_equal(k, reuse);
+	same_as_openssl(k, a, la);
+	EVP_PKEY_free(k);
+
+	FILE *f = tmpfile();
+	assert_non_null(f);
+	assert_int_equal(fwrite(a, 1, (size_t)la, f), (size_t)la);
+	rewind(f);
+	b = BIO_new_fp(f, BIO_NOCLOSE);
+	k = d2i_PUBKEY_bio(b, NULL);
+	BIO_free(b);
+	fclose(f);
+	assert_non_null(k);
+	same_as_openssl(k, a, la);
+	EVP_PKEY_free(k);
+	dkim_keycache_stats(&h, &m);
+	assert_int_equal(h, h0);
+	assert_int_equal(m, m0);
+	OPENSSL_free(a);
+}
+
+/* libraries_reach_us - a shared library's call binds to our definition. */
+static void
+libraries_reach_us(void **state)
+{
+	void *self = dlopen(NULL, RTLD_NOW);
+	void *global, *crypto;
+
+	(void)state;
+	assert_non_null(self);
+	global = dlsym(self, "d2i_PUBKEY_bio");
+	crypto = dlsym(RTLD_NEXT, "d2i_PUBKEY_bio");
+	/* The global scope (what libopendkim's reference resolves to) finds
+	 * the executable's definition first; libcrypto's is the next one. */
+	assert_ptr_equal(global, (void *)d2i_PUBKEY_bio);
+	assert_non_null(crypto);
+	assert_ptr_not_equal(crypto, global);
+	dlclose(self);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(hit_and_miss),
+		cmocka_unit_test(one_byte_differs),
+		cmocka_unit_test(garbage),
+		cmocka_unit_test(not_ours),
+		cmocka_unit_test(libraries_reach_us),
+	};
+
+	dkim_keycache_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
