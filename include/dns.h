@@ -91,6 +91,10 @@ enum dns_status dns_query(struct dns *dns, const char *name, enum dns_type type,
  * did (so the caller can redo the work where waiting is allowed). */
 void dns_cache_only(bool on);
 bool dns_cache_missed(void);
+/* dns_cache_only_suspend/resume - let one lookup wait (it must not fail
+ * for a cache miss) inside a cache-only stretch, keeping the miss flag. */
+bool dns_cache_only_suspend(void);
+void dns_cache_only_resume(bool was);
 
 /* dns_txt_text - all TXT records of name, printable, '\n'-separated, in
  * out (truncated to outlen); the query's status. Blocking. */

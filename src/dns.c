@@ -671,6 +671,24 @@ dns_cache_only(bool on)
 	dns_missed = false;
 }
 
+/* dns_cache_only_suspend - queries on this thread may wait again, and
+ * dns_cache_missed() keeps its answer; returns the mode to resume. */
+bool
+dns_cache_only_suspend(void)
+{
+	bool was = dns_only_cached;
+
+	dns_only_cached = false;
+	return was;
+}
+
+/* dns_cache_only_resume - back to the mode dns_cache_only_suspend() left. */
+void
+dns_cache_only_resume(bool was)
+{
+	dns_only_cached = was;
+}
+
 /* dns_cache_missed - a query failed for want of a cached answer. */
 bool
 dns_cache_missed(void)

@@ -269,10 +269,15 @@ run_dkim_dmarc(struct smtp_session *s)
 	struct server *srv = s->w->srv;
 	const char *d = "";
 
-	/* Once only: a cache-only attempt that missed runs DMARC again. */
+	/* Once only: a cache-only attempt that missed runs DMARC again. On
+	 * the loop, try_inline() saw every key in the cache; one evicted
+	 * since is looked up for real (it must not fail as a miss). */
 	if (!st->dkim_ran) {
-		if (st->dkim)
+		if (st->dkim) {
+			bool was = dns_cache_only_suspend();
 			dkimv_eom(st->dkim);
+			dns_cache_only_resume(was);
+		}
 		st->dkim_ran = true;
 	}
 	st->dkim_best = st->dkim ? dkimv_best(st->dkim, &d) : DKIMV_NONE;
@@ -419,14 +424,86 @@ has_signature(struct smtp_session *s)
 	return false;
 }
 
+/* sig_tag - the value of tag t= in a DKIM-Signature value, into out. */
+static bool
+sig_tag(const char *v, size_t len, char t, char *out, size_t outlen)
+{
+	const char *end = v + len;
+
+	while (v < end) {
+		while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n'))
+			v++;
+		if (v >= end)
+			break;
+		const char *semi = memchr(v, ';', (size_t)(end - v));
+		const char *te = semi ? semi : end;
+		if (v < te && *v == t) {
+			const char *p = v + 1;
+			while (p < te && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+				p++;
+			if (p < te && *p == '=') {
+				size_t n = 0;
+				for (p++; p < te; p++) {
+					if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+						continue;
+					if (n + 1 >= outlen)
+						return false;
+					out[n++] = *p;
+				}
+				out[n] = '\0';
+				return n > 0;
+			}
+		}
+		v = te < end ? te + 1 : end;
+	}
+	return false;
+}
+
+/* dkim_keys_cached - is the key of every DKIM-Signature in the DNS cache,
+ * with a few seconds of its TTL left? Then verification may run on the
+ * loop: it would only wait for DNS if a key were evicted in between. */
+static bool
+dkim_keys_cached(struct smtp_session *s)
+{
+	struct message *m = s->txn && s->txn->msg ? msg_parser_message(s->txn->msg) : NULL;
+	struct dns *dns = s->w->srv->dns;
+	struct timespec deadline;
+	unsigned nsigs = 0;
+	bool ok = dns != NULL;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	dns_cache_only(true);
+	for (size_t i = 0; ok && m && i < m->nheaders; i++) {
+		char d[256], sel[256], name[sizeof(d) + sizeof(sel) + 16];
+		size_t vlen;
+		const char *v;
+		struct dns_answer *a = NULL;
+
+		if (!msg_header_is(&m->headers[i], "DKIM-Signature"))
+			continue;
+		v = msg_header_value(&m->headers[i], &vlen);
+		ok = ++nsigs <= DKIMV_MAX_SIGS && sig_tag(v, vlen, 'd', d, sizeof(d)) &&
+		     sig_tag(v, vlen, 's', sel, sizeof(sel)) &&
+		     (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel, d) < sizeof(name);
+		if (ok) {
+			dns_query(dns, name, DNS_T_TXT, &deadline, &a);
+			ok = !dns_cache_missed() && a && a->ttl >= 2;
+			dns_answer_free(a);
+		}
+	}
+	dns_cache_only(false);
+	return ok;
+}
+
 /* try_inline - run the stage on the loop when every DNS answer it needs
  * is already cached: no hand-off to the check pool and back. A miss
  * leaves nothing behind that the pool's run would not redo. */
 static bool
 try_inline(struct smtp_session *s, struct policy_job *j)
 {
-	if (j->dkim && has_signature(s))
-		return false;   /* dkimv_eom() looks keys up and runs once */
+	/* dkimv_eom() runs once: only with every key at hand. */
+	if (j->dkim && has_signature(s) && !dkim_keys_cached(s))
+		return false;
 	if (j->rules && s->cf->rules &&
 	    rules_stage_has_limit(s->cf->rules, (enum rules_stage)j->stage) &&
 	    ratelimit_may_block(s->w->srv->ratelimit))
@@ -540,11 +617,15 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 		free(j);
 		return;
 	}
+	/* Counted so that operators see how often a stage waits for DNS,
+	 * Redis or a key (pool) rather than running from cache (inline). */
 	if (try_inline(s, j)) {
+		stats_inc_label(s->w->stats, STATS_POLICY_CHECKS, "inline");
 		finish(s, j);
 		free(j);
 		return;
 	}
+	stats_inc_label(s->w->stats, STATS_POLICY_CHECKS, "pool");
 	s->pol_job = j;
 	smtp_session_ref(s);
 	if (checkpool_submit(srv->pool, s->w->base, job_work, job_done, j) < 0) {

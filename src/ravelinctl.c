@@ -74,7 +74,10 @@ ctl_buf_add(struct ctl_buf *b, const char *p, size_t len)
 	char *np;
 	size_t cap;
 
-	if (b->len + len + 1 > b->cap) {
+	if (len > SIZE_MAX / 4 - b->len)
+		return -1;
+	/* b->p == NULL: an empty buffer always allocates (even for len 0). */
+	if (b->p == NULL || b->len + len + 1 > b->cap) {
 		cap = b->cap ? b->cap : 4096;
 		while (cap < b->len + len + 1)
 			cap *= 2;
@@ -430,6 +433,7 @@ static const struct {
 	{"dkim", "dkim_result_total"},
 	{"dmarc", "dmarc_result_total"},
 	{"rule", "rule_hits_total"},
+	{"checks", "policy_checks_total"},
 };
 
 /* Screen state shared by drawing and the SIGWINCH redraw. */

@@ -79,6 +79,8 @@ static const struct stats_desc stats_descs[STATS__COUNT] = {
 	    "Successful configuration reloads."},
 	[STATS_CONFIG_RELOAD_FAILURES_TOTAL] = {"config_reload_failures_total", STATS_COUNTER, NULL,
 	    "Configuration reloads refused because of an error."},
+	[STATS_POLICY_CHECKS] = {"policy_checks_total", STATS_COUNTER, "where",
+	    "Stages needing DNS, Redis or DKIM keys: run from cache on the event loop (inline) or on the check pool (pool)."},
 };
 
 /* Label under which counts go once a worker holds STATS_LABELS_MAX labels. */

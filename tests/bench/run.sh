@@ -10,7 +10,8 @@
 # proxy process, and the ratios; then the resident memory per idle
 # session at 10,000 sessions; then throughput with the full default
 # policy (shipped rules, SPF, DKIM-signed mail, rate limits in memory),
-# with rate limits in Redis, with 1,000 extra regex rules; then the
+# with rate limits in Redis, with 1,000 extra regex rules, against
+# haproxy and plain ravelin relaying the same signed message; then the
 # latency ravelin adds to one transaction (p50/p99).
 #
 # Everything listens on loopback. As root (and with `ip netns` working)
@@ -433,7 +434,7 @@ section_policy()
 	echo "   SPF record for $SENDER_DOMAIN, client $POLICY_ADDR, shipped rules (limits raised"
 	echo "   so they count but never trip); $ROUNDS rounds, medians"
 	policy_note
-	ways="direct ravelin"
+	ways="direct haproxy ravelin"
 	if start_ravelin policy $POLICY_ADDR "rules $W/fixtures/shipped/*.rules
 ratelimit_store memory"; then
 		way_set policy $POLICY_ADDR $RV_PORT $RV_PID
@@ -458,7 +459,8 @@ ratelimit_store memory"; then
 	# shellcheck disable=SC2086
 	run_ways policy "-F $W/fixtures/signed.eml -M $HELO -f $SENDER -t $RCPT" \
 	    "$NP_SINGLE" "$NP_MULTI" $ways
-	ratios policy policy:ravelin policy:direct redis:policy regex1000:policy ravelin:direct
+	ratios policy policy:haproxy:0.75 policy:ravelin policy:direct redis:policy regex1000:policy:0.95 \
+	    haproxy:direct ravelin:direct
 	for n in policy redis regex1000; do
 		[ -f "$W/ravelin-$n.log" ] || continue
 		line=$(grep 'accepted:' "$W/ravelin-$n.log" | tail -1 | sed 's/.*accepted: //')

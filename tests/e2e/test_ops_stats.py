@@ -304,7 +304,7 @@ def test_counters_after_a_known_sequence(tmp_path, dns, rcpt_backend, ravelin_fa
     for k, v in after.items():
         samples = fam["ravelin_" + k]["samples"]
         if isinstance(v, dict):
-            label = "rule" if k == "rule_hits_total" else "result"
+            label = {"rule_hits_total": "rule", "policy_checks_total": "where"}.get(k, "result")
             assert {s[0][label]: s[1] for s in samples} == v, k
         else:
             assert samples == [({}, float(v))], k

@@ -313,3 +313,28 @@ def test_dkim_dmarc_counters(plain):
     st = sa.stats(plain)
     assert st["dkim_result_total"] == {"pass": 2, "none": 1}, st
     assert st["dmarc_result_total"] == {"pass": 2, "fail": 1}, st
+
+
+@pytest.mark.parametrize("alg", ["rsa", "ed"])
+def test_dkim_cached_key_verifies_on_the_loop(plain, kdns, alg):
+    """Once a signer's key (and everything else the transaction needs) is
+    in ravelin's DNS cache, end of message runs on the event loop instead
+    of the check pool, and gives the same verdicts: the key is asked for
+    once, every copy passes, a tampered copy still fails."""
+    kdns.reset_counts()
+    deliver(plain, signed("signer.example", "signer.example", alg=alg))
+    before = sa.stats(plain).get("policy_checks_total", {})
+    for i in range(3):
+        msg = signed("signer.example", "signer.example", alg=alg, subject="copy %d" % i)
+        res = sa.results(deliver(plain, msg))
+        assert res["dkim"][0][0] == "pass", res
+        assert res["dmarc"][0][0] == "pass", res
+    bad = signed("signer.example", "signer.example", alg=alg).replace(b"\r\n\r\n", b"\r\n\r\nX", 1)
+    res = sa.results(deliver(plain, bad))
+    assert res["dkim"][0][0] == "fail", res
+    after = sa.stats(plain).get("policy_checks_total", {})
+    assert kdns.count("%s._domainkey.signer.example" % alg, "TXT") == 1
+    # Nothing went to the pool after the first message; each later one
+    # ran its checks (end of message included) inline.
+    assert after.get("pool", 0) == before.get("pool", 0), (before, after)
+    assert after.get("inline", 0) - before.get("inline", 0) >= 4, (before, after)
