@@ -13,8 +13,9 @@
  * proxy's code, enhanced code and text; our header fields are inserted at
  * the top, forged Authentication-Results deleted (doc/milter.md).
  *
- * libmilter owns the signals (SIGHUP stops it), so a reload comes through
- * the stats socket; open sessions are listed there as in proxy mode.
+ * libmilter owns SIGHUP (it stops the filter), so a reload comes through
+ * the stats socket or SIGUSR1, as with OpenDKIM; open sessions are listed
+ * on the stats socket as in proxy mode.
  *
  * Public:
  *   milter_run()
@@ -730,6 +731,29 @@ ctl_reload(void *arg, struct evbuffer *out)
 	return 0;
 }
 
+/* Set when milter_run() is done: the SIGUSR1 thread's next wake-up ends it. */
+static volatile sig_atomic_t milter_usr1_stop;
+
+/* usr1_thread - reload on SIGUSR1 (blocked in every other thread). */
+static void *
+usr1_thread(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	while (sigwait(&set, &sig) == 0 && !milter_usr1_stop) {
+		char err[2048];
+
+		log_info(NULL, "SIGUSR1: reloading");
+		/* server_reload() logs the outcome itself. */
+		(void)server_reload(&milter_srv, err, sizeof(err));
+	}
+	return NULL;
+}
+
 /* milter_run - register with libmilter and serve until stopped. */
 int
 milter_run(const char *config_path, struct config *cf)
@@ -762,6 +786,12 @@ milter_run(const char *config_path, struct config *cf)
 		log_warnx(NULL, "milter mode: listen and backend lines are ignored");
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
+	/* Blocked before any thread starts, so that only usr1_thread takes it. */
+	sigset_t usr1;
+	pthread_t usr1_tid;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 	pthread_mutex_init(&milter_srv.cf_lock, NULL);
 	pthread_mutex_init(&milter_worker.lock, NULL);
 	milter_srv.cf = cf;
@@ -804,8 +834,14 @@ milter_run(const char *config_path, struct config *cf)
 	/* No smfi_settimeout(client_timeout): the MTA is silent towards the
 	 * milter while its client sends DATA (Postfix passes the message only
 	 * once it is all in), so libmilter's default (2 hours) stays. */
+	bool usr1_running = pthread_create(&usr1_tid, NULL, usr1_thread, NULL) == 0;
 	log_info(NULL, "ravelin %s milter listening on %s", RAVELIN_VERSION, cf->milter_socket);
 	int r = smfi_main();
+	if (usr1_running) {
+		milter_usr1_stop = 1;
+		pthread_kill(usr1_tid, SIGUSR1);
+		pthread_join(usr1_tid, NULL);
+	}
 	control_free(milter_srv.control);
 	policy_runtime_stop(&milter_srv);
 	stats_free(milter_srv.stats);

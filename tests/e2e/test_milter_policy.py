@@ -414,6 +414,30 @@ expect(SMFIR_REPLYCODE, "mail", mt.mailfrom(conn, "<new@pass.example>"))
 ''')
 
 
+def test_reload_on_sigusr1(milter):
+    # As with OpenDKIM, SIGUSR1 reloads (libmilter keeps SIGHUP for "stop").
+    import signal
+    with open(os.path.join(milter.tmp, "rules", "70-new.rules"), "w") as f:
+        f.write('usr1rule: mail sender == usr1@pass.example -> reject 550 5.7.1 "USR1 rule"\n')
+    milter.proc.send_signal(signal.SIGUSR1)
+    assert milter.wait_log("reloaded"), milter.log()
+    milter.run('''
+expect(SMFIR_CONTINUE, "conninfo", mt.conninfo(conn, "mail.client.example", "192.0.2.5"))
+expect(SMFIR_REPLYCODE, "mail", mt.mailfrom(conn, "<usr1@pass.example>"))
+''')
+    assert milter.wait_log("550 5.7.1 USR1 rule"), milter.log()
+    # A broken file: logged with FILE:LINE, the milter keeps running the old rules.
+    with open(os.path.join(milter.tmp, "rules", "70-new.rules"), "w") as f:
+        f.write("mail sender == -> reject\n")
+    milter.proc.send_signal(signal.SIGUSR1)
+    assert milter.wait_log("70-new.rules:1"), milter.log()
+    assert milter.proc.poll() is None
+    milter.run('''
+expect(SMFIR_CONTINUE, "conninfo", mt.conninfo(conn, "mail.client.example", "192.0.2.5"))
+expect(SMFIR_REPLYCODE, "mail", mt.mailfrom(conn, "<usr1@pass.example>"))
+''')
+
+
 def test_show_sessions_lists_open_milter_connections(milter):
     import subprocess
     path = os.path.join(milter.tmp, "slow.lua")
