@@ -95,7 +95,7 @@ enum rules_stage {
  *                                              of this evaluation added so far
  *
  * To add a field: one enum value here and one row in the table in
- * rules_parse.c (name, kind, first stage, keywords).
+ * rules.c (name, kind, first stage, keywords).
  */
 enum rules_field {
 	RULES_F_CLIENT_IP,

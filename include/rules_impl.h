@@ -121,7 +121,7 @@ struct rules {
 	struct rules_pf *pf;	  /* literal prefilter (rules_prefilter.h), or NULL */
 };
 
-/* Kinds and keywords of the field table (rules_parse.c). */
+/* Kinds and keywords of the field table (rules.c). */
 struct rules_field_info {
 	const char *name;
 	enum rules_kind kind;

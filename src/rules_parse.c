@@ -1,10 +1,10 @@
 /*
- * rules_parse.c - tokenizer and recursive-descent parser for rule files.
+ * rules_parse.c - recursive-descent parser for rule files.
  *
  * Reads rule files (ravelin.rules(5)) into the compiled form of
- * rules_impl.h: joins continuation lines into logical lines while keeping
- * every byte's FILE:LINE:COLUMN, lexes them (regular expressions only
- * where an =~ or !~ asks for one), parses
+ * rules_impl.h: joins continuation lines into logical lines, each byte
+ * keeping its FILE:LINE:COLUMN, has rules_lex.c cut them into tokens,
+ * parses
  *
  *	rule    := [NAME ':'] STAGE cond '->' action (';' action)*
  *	cond    := and ('||' and)*
@@ -27,6 +27,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,39 +37,14 @@
 #include "lists.h"
 #include "rules.h"
 #include "rules_impl.h"
+#include "rules_lex.h"
 #include "rules_prefilter.h"
 
-/* Longest rule file we read, and longest logical line. */
+/* Longest rule file we read, and most actions in one rule. */
 #define RULES_FILE_MAX (64u * 1024 * 1024)
 #define RULES_ACTS_MAX 16
 
-/* Tokens. */
-enum tok {
-	T_EOF,
-	T_WORD,
-	T_STRING,
-	T_FILE,	 /* @path or @"path" */
-	T_VAR,	 /* $name */
-	T_REGEX, /* only from lex_regex() */
-	T_LPAREN,
-	T_RPAREN,
-	T_COMMA,
-	T_SEMI,
-	T_ARROW,
-	T_AND,
-	T_OR,
-	T_NOT,
-	T_MATCH,
-	T_NOMATCH,
-	T_EQ,
-	T_NE,
-	T_LT,
-	T_LE,
-	T_GT,
-	T_GE
-};
-
-/* Parser state for one file; one logical line at a time. */
+/* Parser state for one file; one logical line (in lx) at a time. */
 struct parser {
 	struct rules *r;
 	const struct rules_env *env;
@@ -78,26 +54,16 @@ struct parser {
 	void *errarg;
 	unsigned nerrors;
 
-	/* The logical line, with each byte's physical line and column. */
-	char *buf;
-	unsigned *lno, *col;
-	size_t len, cap;
-
-	/* The current token: buf[start, end); its text (strings unescaped). */
-	enum tok tok;
-	size_t start, end;
-	char *text;
-	size_t textlen, textcap;
-	uint32_t regex_flags;
+	struct rules_lex lx;
 
 	enum rules_stage stage;
 	uint64_t fields;
 	bool has_limit;
-	jmp_buf jb;
 };
 
 static void perr(struct parser *p, size_t at, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4), noreturn));
+static void perr_found(struct parser *p, const char *what) __attribute__((noreturn));
 
 /* report - pass one "FILE:LINE:COLUMN: text" message to the callback. */
 static void
@@ -115,18 +81,27 @@ report(struct parser *p, unsigned line, unsigned col, const char *fmt, va_list a
 		p->error(p->errarg, msg);
 }
 
+/* report_at - the lexer's report callback: an error at byte `at` of the logical line. */
+static void
+report_at(void *arg, size_t at, const char *fmt, va_list ap)
+{
+	struct parser *p = arg;
+
+	if (at > p->lx.len)
+		at = p->lx.len;
+	report(p, p->lx.lno[at], p->lx.col[at], fmt, ap);
+}
+
 /* perr - report an error at byte `at` of the logical line; abandon the rule. */
 static void
 perr(struct parser *p, size_t at, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (at > p->len)
-		at = p->len;
 	va_start(ap, fmt);
-	report(p, p->lno[at], p->col[at], fmt, ap);
+	report_at(p, at, fmt, ap);
 	va_end(ap);
-	longjmp(p->jb, 1);
+	longjmp(p->lx.jb, 1);
 }
 
 /* perr_line - report an error outside any rule (file level). */
@@ -166,7 +141,7 @@ p_alloc(struct parser *p, size_t n)
 	struct rules_mem *m = calloc(1, sizeof(*m) + n);
 
 	if (m == NULL)
-		perr(p, p->start, "out of memory");
+		perr(p, p->lx.start, "out of memory");
 	m->next = p->r->mem;
 	m->obj = m + 1;
 	p->r->mem = m;
@@ -183,193 +158,22 @@ p_strndup(struct parser *p, const char *s, size_t n)
 	return d;
 }
 
-/* text_put - append one byte to the current token's text. */
+/* perr_found - "expected WHAT, found TOKEN" at the current token; abandon the rule. */
 static void
-text_put(struct parser *p, char c)
+perr_found(struct parser *p, const char *what)
 {
-	if (p->textlen + 2 > p->textcap) {
-		size_t cap = p->textcap ? p->textcap * 2 : 256;
-		char *t = realloc(p->text, cap);
+	char b[64];
 
-		if (t == NULL)
-			perr(p, p->start, "out of memory");
-		p->text = t;
-		p->textcap = cap;
-	}
-	p->text[p->textlen++] = c;
-	p->text[p->textlen] = '\0';
-}
-
-/* is_word_char - bytes that may appear in a bare word. */
-static bool
-is_word_char(const struct parser *p, size_t i)
-{
-	unsigned char c = (unsigned char)p->buf[i];
-
-	if (c <= ' ' || strchr("()\",;!=<>&|", c) != NULL)
-		return false;
-	/* "->" ends a word even without a space before it. */
-	return !(c == '-' && i + 1 < p->len && p->buf[i + 1] == '>');
-}
-
-/* skip_space - skip white space and # comments (to the end of the physical line). */
-static size_t
-skip_space(struct parser *p, size_t i)
-{
-	for (;;) {
-		while (i < p->len && isspace((unsigned char)p->buf[i]))
-			i++;
-		if (i < p->len && p->buf[i] == '#') {
-			while (i < p->len && p->buf[i] != '\n')
-				i++;
-			continue;
-		}
-		return i;
-	}
-}
-
-/* lex_string - a "..." string at p->start; backslash escapes the next byte. */
-static size_t
-lex_string(struct parser *p, size_t i)
-{
-	size_t open = i++;
-
-	for (;;) {
-		if (i >= p->len || p->buf[i] == '\n')
-			perr(p, open, "unterminated string");
-		unsigned char c = (unsigned char)p->buf[i];
-
-		if (c == '"')
-			return i + 1;
-		if (c == '\\' && i + 1 < p->len && p->buf[i + 1] != '\n')
-			c = (unsigned char)p->buf[++i];
-		if ((c < ' ' && c != '\t') || c == 0x7f)
-			perr(p, i, "control character in string");
-		text_put(p, (char)c);
-		i++;
-	}
-}
-
-/* advance - lex the next token after the current one. */
-static void
-advance(struct parser *p)
-{
-	static const struct {
-		const char *s;
-		enum tok t;
-	} ops[] = {
-		{ "->", T_ARROW }, { "&&", T_AND }, { "||", T_OR }, { "=~", T_MATCH },
-		{ "!~", T_NOMATCH }, { "==", T_EQ }, { "!=", T_NE }, { "<=", T_LE },
-		{ ">=", T_GE }, { "<", T_LT }, { ">", T_GT }, { "!", T_NOT },
-		{ "(", T_LPAREN }, { ")", T_RPAREN }, { ",", T_COMMA }, { ";", T_SEMI },
-	};
-	size_t i = skip_space(p, p->end);
-
-	p->start = i;
-	p->textlen = 0;
-	text_put(p, '\0');
-	p->textlen = 0;
-	if (i >= p->len) {
-		p->tok = T_EOF;
-		p->end = i;
-		return;
-	}
-	for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
-		size_t n = strlen(ops[k].s);
-
-		if (i + n <= p->len && memcmp(p->buf + i, ops[k].s, n) == 0) {
-			p->tok = ops[k].t;
-			p->end = i + n;
-			return;
-		}
-	}
-	if (p->buf[i] == '"') {
-		p->tok = T_STRING;
-		p->end = lex_string(p, i);
-		return;
-	}
-	p->tok = T_WORD;
-	if (p->buf[i] == '@' || p->buf[i] == '$') {
-		p->tok = p->buf[i] == '@' ? T_FILE : T_VAR;
-		if (p->buf[i] == '@' && i + 1 < p->len && p->buf[i + 1] == '"') {
-			p->end = lex_string(p, i + 1);
-			return;
-		}
-		i++;
-	}
-	p->end = i;
-	while (p->end < p->len && is_word_char(p, p->end))
-		text_put(p, p->buf[p->end++]);
-	if (p->end == i) {
-		if (p->tok == T_WORD)
-			perr(p, i, "unexpected character '%c'", p->buf[i]);
-		perr(p, p->start, "expected a name after '%c'", p->buf[p->start]);
-	}
-}
-
-/* lex_regex - after =~ or !~: a /pattern/flags token into text and regex_flags. */
-static void
-lex_regex(struct parser *p)
-{
-	size_t i = skip_space(p, p->end);
-
-	p->start = i;
-	p->textlen = 0;
-	p->regex_flags = 0;
-	if (i >= p->len || p->buf[i] != '/')
-		perr(p, i, "expected a regular expression /.../ after '%s'",
-		     p->tok == T_MATCH ? "=~" : "!~");
-	for (i++;; i++) {
-		if (i >= p->len || p->buf[i] == '\n')
-			perr(p, p->start, "unterminated regular expression");
-		if (p->buf[i] == '/')
-			break;
-		if (p->buf[i] == '\\' && i + 1 < p->len && p->buf[i + 1] != '\n')
-			text_put(p, p->buf[i++]);
-		text_put(p, p->buf[i]);
-	}
-	text_put(p, '\0');
-	p->textlen--;
-	for (i++; i < p->len && isalnum((unsigned char)p->buf[i]); i++) {
-		switch (p->buf[i]) {
-		case 'i': p->regex_flags |= PCRE2_CASELESS; break;
-		case 'm': p->regex_flags |= PCRE2_MULTILINE; break;
-		case 's': p->regex_flags |= PCRE2_DOTALL; break;
-		case 'x': p->regex_flags |= PCRE2_EXTENDED; break;
-		default: perr(p, i, "unknown regular expression flag '%c'", p->buf[i]);
-		}
-	}
-	p->tok = T_REGEX;
-	p->end = i;
-}
-
-/* tok_is - is the current token the word w? */
-static bool
-tok_is(const struct parser *p, const char *w)
-{
-	return p->tok == T_WORD && strcmp(p->text, w) == 0;
-}
-
-/* tok_desc - short description of the current token for messages. */
-static const char *
-tok_desc(struct parser *p, char *buf, size_t len)
-{
-	if (p->tok == T_EOF)
-		return "end of rule";
-	snprintf(buf, len, "'%.*s'", (int)(p->end - p->start > 40 ? 40 : p->end - p->start),
-		 p->buf + p->start);
-	return buf;
+	perr(p, p->lx.start, "expected %s, found %s", what, rules_lex_desc(&p->lx, b, sizeof(b)));
 }
 
 /* expect - consume a token of type t or fail with "expected what". */
 static void
-expect(struct parser *p, enum tok t, const char *what)
+expect(struct parser *p, enum rules_lex_tok t, const char *what)
 {
-	char b[64];
-
-	if (p->tok != t)
-		perr(p, p->start, "expected %s, found %s", what, tok_desc(p, b, sizeof(b)));
-	advance(p);
+	if (p->lx.tok != t)
+		perr_found(p, what);
+	rules_lex_next(&p->lx);
 }
 
 /* valid_header_name - RFC 5322 field name: printable ASCII except ':'. */
@@ -480,7 +284,7 @@ free_pf_req(void *req)
 	rules_pf_req_free(req);
 }
 
-/* compile_regex - compile the current T_REGEX token into n->re (and its literals). */
+/* compile_regex - compile the current RULES_LEX_REGEX token into n->re (and its literals). */
 static void
 compile_regex(struct parser *p, struct rules_node *n)
 {
@@ -488,23 +292,23 @@ compile_regex(struct parser *p, struct rules_node *n)
 	PCRE2_SIZE erroff;
 	pcre2_code *re;
 
-	re = pcre2_compile((PCRE2_SPTR)p->text, p->textlen,
-			   PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | p->regex_flags, &errcode, &erroff,
-			   NULL);
+	re = pcre2_compile((PCRE2_SPTR)p->lx.text, p->lx.textlen,
+			   PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | p->lx.regex_flags, &errcode,
+			   &erroff, NULL);
 	if (re == NULL) {
 		PCRE2_UCHAR msg[256];
 
 		pcre2_get_error_message(errcode, msg, sizeof(msg));
-		perr(p, p->start + 1 + (erroff <= p->textlen ? erroff : 0),
+		perr(p, p->lx.start + 1 + (erroff <= p->lx.textlen ? erroff : 0),
 		     "bad regular expression: %s", (char *)msg);
 	}
 	/* Without JIT (e.g. no executable memory) pcre2_match interprets. */
 	(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
 	if (rules_own(p->r, free_code, re) < 0)
-		perr(p, p->start, "out of memory");
+		perr(p, p->lx.start, "out of memory");
 	n->re = re;
 	/* No requirement (or no memory for one) only means no prefilter gate. */
-	n->pf_req = rules_pf_regex_req(p->text, p->textlen, p->regex_flags);
+	n->pf_req = rules_pf_regex_req(p->lx.text, p->lx.textlen, p->lx.regex_flags);
 	if (rules_own(p->r, free_pf_req, n->pf_req) < 0)
 		n->pf_req = NULL;
 }
@@ -517,12 +321,12 @@ file_set(struct parser *p, struct rules_node *n, size_t at)
 	struct lists_strset *strs;
 	struct lists_netset *nets;
 
-	if (p->text[0] == '\0')
+	if (p->lx.text[0] == '\0')
 		perr(p, at, "expected a file name after '@'");
-	if (p->text[0] == '/' || strcmp(p->dir, ".") == 0)
-		snprintf(path, sizeof(path), "%s", p->text);
+	if (p->lx.text[0] == '/' || strcmp(p->dir, ".") == 0)
+		snprintf(path, sizeof(path), "%s", p->lx.text);
 	else
-		snprintf(path, sizeof(path), "%s/%s", p->dir, p->text);
+		snprintf(path, sizeof(path), "%s/%s", p->dir, p->lx.text);
 	for (struct rules_file *f = p->r->files; f != NULL; f = f->next)
 		if (strcmp(f->path, path) == 0) {
 			n->strs = f->strs;
@@ -560,35 +364,30 @@ parse_list(struct parser *p, struct rules_node *n)
 
 	if (rules_own(p->r, free_strset, strs) < 0 || rules_own(p->r, free_netset, nets) < 0 ||
 	    strs == NULL || nets == NULL)
-		perr(p, p->start, "out of memory");
-	advance(p);
+		perr(p, p->lx.start, "out of memory");
+	rules_lex_next(&p->lx);
 	for (;;) {
-		char b[64];
-
-		if (p->tok == T_FILE && p->buf[p->start + 1] != '"') {
+		if (p->lx.tok == RULES_LEX_FILE && p->lx.buf[p->lx.start + 1] != '"') {
 			/* "@example.org" in a list is a domain entry, not a file. */
-			p->textlen = 0;
-			for (size_t k = p->start; k < p->end; k++)
-				text_put(p, p->buf[k]);
-		} else if (p->tok != T_WORD && p->tok != T_STRING) {
-			perr(p, p->start, "expected a list element, found %s",
-			     tok_desc(p, b, sizeof(b)));
+			rules_lex_raw(&p->lx);
+		} else if (p->lx.tok != RULES_LEX_WORD && p->lx.tok != RULES_LEX_STRING) {
+			perr_found(p, "a list element");
 		}
-		check_keyword(p, n->f.field, p->text, p->start);
-		bool cidr = lists_parse_cidr(p->text, &family, addr, &plen) == 0;
+		check_keyword(p, n->f.field, p->lx.text, p->lx.start);
+		bool cidr = lists_parse_cidr(p->lx.text, &family, addr, &plen) == 0;
 
-		if (cidr && lists_netset_add(nets, p->text) < 0)
-			perr(p, p->start, "out of memory");
+		if (cidr && lists_netset_add(nets, p->lx.text) < 0)
+			perr(p, p->lx.start, "out of memory");
 		/* Addresses also go in as strings: helo in (192.0.2.1) compares text. */
-		if (p->textlen > 0 && (!cidr || strchr(p->text, '/') == NULL) &&
-		    lists_strset_add(strs, p->text) < 0)
-			perr(p, p->start, "out of memory");
-		advance(p);
-		if (p->tok == T_RPAREN)
+		if (p->lx.textlen > 0 && (!cidr || strchr(p->lx.text, '/') == NULL) &&
+		    lists_strset_add(strs, p->lx.text) < 0)
+			perr(p, p->lx.start, "out of memory");
+		rules_lex_next(&p->lx);
+		if (p->lx.tok == RULES_LEX_RPAREN)
 			break;
-		expect(p, T_COMMA, "',' or ')'");
+		expect(p, RULES_LEX_COMMA, "',' or ')'");
 	}
-	advance(p);
+	rules_lex_next(&p->lx);
 	/* Sort now, so evaluation never takes the set's lock. */
 	(void)lists_netset_count(nets);
 	n->strs = strs;
@@ -599,25 +398,22 @@ parse_list(struct parser *p, struct rules_node *n)
 static void
 parse_in_rhs(struct parser *p, struct rules_node *n)
 {
-	char b[64];
-
-	if (p->tok == T_LPAREN) {
+	if (p->lx.tok == RULES_LEX_LPAREN) {
 		parse_list(p, n);
-	} else if (p->tok == T_FILE) {
-		file_set(p, n, p->start);
-		advance(p);
-	} else if (p->tok == T_VAR) {
-		if (strcmp(p->text, "mynetworks") == 0)
+	} else if (p->lx.tok == RULES_LEX_FILE) {
+		file_set(p, n, p->lx.start);
+		rules_lex_next(&p->lx);
+	} else if (p->lx.tok == RULES_LEX_VAR) {
+		if (strcmp(p->lx.text, "mynetworks") == 0)
 			n->nets = p->env ? p->env->mynetworks : NULL;
-		else if (strcmp(p->text, "local_domains") == 0)
+		else if (strcmp(p->lx.text, "local_domains") == 0)
 			n->strs = p->env ? p->env->local_domains : NULL;
 		else
-			perr(p, p->start, "unknown list '$%s' (known: $mynetworks, $local_domains)",
-			     p->text);
-		advance(p);
+			perr(p, p->lx.start,
+			     "unknown list '$%s' (known: $mynetworks, $local_domains)", p->lx.text);
+		rules_lex_next(&p->lx);
 	} else {
-		perr(p, p->start, "expected '(', @FILE or $list after 'in', found %s",
-		     tok_desc(p, b, sizeof(b)));
+		perr_found(p, "'(', @FILE or $list after 'in'");
 	}
 }
 
@@ -626,20 +422,19 @@ static void
 parse_value(struct parser *p, struct rules_node *n)
 {
 	enum rules_kind kind = rules_fields[n->f.field].kind;
-	char b[64];
 
-	if (p->tok != T_WORD && p->tok != T_STRING)
-		perr(p, p->start, "expected a value, found %s", tok_desc(p, b, sizeof(b)));
+	if (p->lx.tok != RULES_LEX_WORD && p->lx.tok != RULES_LEX_STRING)
+		perr_found(p, "a value");
 	if (kind == RULES_K_NUMBER) {
-		if (!parse_number(p->text, &n->num))
-			perr(p, p->start, "expected a number, found %s", tok_desc(p, b, sizeof(b)));
+		if (!parse_number(p->lx.text, &n->num))
+			perr_found(p, "a number");
 	}
-	check_keyword(p, n->f.field, p->text, p->start);
-	if (kind == RULES_K_IP && strchr(p->text, '/') != NULL)
-		perr(p, p->start, "a network matches only with 'in', e.g. in (%s)", p->text);
-	n->str = p_strndup(p, p->text, p->textlen);
-	n->len = p->textlen;
-	advance(p);
+	check_keyword(p, n->f.field, p->lx.text, p->lx.start);
+	if (kind == RULES_K_IP && strchr(p->lx.text, '/') != NULL)
+		perr(p, p->lx.start, "a network matches only with 'in', e.g. in (%s)", p->lx.text);
+	n->str = p_strndup(p, p->lx.text, p->lx.textlen);
+	n->len = p->lx.textlen;
+	rules_lex_next(&p->lx);
 }
 
 /* parse_comparison - after a field: an operator and its right side, or bare use. */
@@ -648,20 +443,20 @@ parse_comparison(struct parser *p, struct rules_fref fr)
 {
 	struct rules_node *n = p_alloc(p, sizeof(*n));
 	enum rules_kind kind = rules_fields[fr.field].kind;
-	size_t opat = p->start;
+	size_t opat = p->lx.start;
 
 	n->f = fr;
-	switch (p->tok) {
-	case T_MATCH: n->op = RULES_OP_MATCH; break;
-	case T_NOMATCH: n->op = RULES_OP_NOMATCH; break;
-	case T_EQ: n->op = RULES_OP_EQ; break;
-	case T_NE: n->op = RULES_OP_NE; break;
-	case T_LT: n->op = RULES_OP_LT; break;
-	case T_LE: n->op = RULES_OP_LE; break;
-	case T_GT: n->op = RULES_OP_GT; break;
-	case T_GE: n->op = RULES_OP_GE; break;
+	switch (p->lx.tok) {
+	case RULES_LEX_MATCH: n->op = RULES_OP_MATCH; break;
+	case RULES_LEX_NOMATCH: n->op = RULES_OP_NOMATCH; break;
+	case RULES_LEX_EQ: n->op = RULES_OP_EQ; break;
+	case RULES_LEX_NE: n->op = RULES_OP_NE; break;
+	case RULES_LEX_LT: n->op = RULES_OP_LT; break;
+	case RULES_LEX_LE: n->op = RULES_OP_LE; break;
+	case RULES_LEX_GT: n->op = RULES_OP_GT; break;
+	case RULES_LEX_GE: n->op = RULES_OP_GE; break;
 	default:
-		if (!tok_is(p, "in")) {
+		if (!rules_lex_is(&p->lx, "in")) {
 			n->type = RULES_N_BARE;
 			return n;
 		}
@@ -674,16 +469,17 @@ parse_comparison(struct parser *p, struct rules_fref fr)
 		     rules_fields[fr.field].name);
 	if (n->op >= RULES_OP_LT && n->op <= RULES_OP_GE && kind != RULES_K_NUMBER)
 		perr(p, opat, "operator '%.*s' needs a numeric field; '%s' is not one",
-		     (int)(p->end - p->start), p->buf + p->start, rules_fields[fr.field].name);
+		     (int)(p->lx.end - p->lx.start), p->lx.buf + p->lx.start,
+		     rules_fields[fr.field].name);
 	if (n->op == RULES_OP_MATCH || n->op == RULES_OP_NOMATCH) {
-		lex_regex(p);
+		rules_lex_regex(&p->lx);
 		compile_regex(p, n);
-		advance(p);
+		rules_lex_next(&p->lx);
 	} else if (n->op == RULES_OP_IN) {
-		advance(p);
+		rules_lex_next(&p->lx);
 		parse_in_rhs(p, n);
 	} else {
-		advance(p);
+		rules_lex_next(&p->lx);
 		parse_value(p, n);
 	}
 	return n;
@@ -737,16 +533,16 @@ parse_limit(struct parser *p)
 	size_t rateat;
 
 	n->type = RULES_N_LIMIT;
-	advance(p);
-	expect(p, T_LPAREN, "'(' after limit");
-	while (p->tok == T_WORD) {
-		const char *w = p->text;
+	rules_lex_next(&p->lx);
+	expect(p, RULES_LEX_LPAREN, "'(' after limit");
+	while (p->lx.tok == RULES_LEX_WORD) {
+		const char *w = p->lx.text;
 		size_t i = 0;
 
 		while (w[i]) {
 			if (w[i] == '+') {
 				if (need_field)
-					perr(p, p->start + i, "expected a key field before '+'");
+					perr(p, p->lx.start + i, "expected a key field before '+'");
 				need_field = true;
 				i++;
 				continue;
@@ -756,27 +552,27 @@ parse_limit(struct parser *p)
 			while (w[j] && w[j] != '+')
 				j++;
 			if (!need_field)
-				perr(p, p->start + i, "expected '+' between key fields");
+				perr(p, p->lx.start + i, "expected '+' between key fields");
 			if (n->nkeys == sizeof(keys) / sizeof(keys[0]))
-				perr(p, p->start + i, "too many key fields");
-			keys[n->nkeys++] = field_at(p, p->start + i, w + i, j - i);
+				perr(p, p->lx.start + i, "too many key fields");
+			keys[n->nkeys++] = field_at(p, p->lx.start + i, w + i, j - i);
 			need_field = false;
 			i = j;
 		}
-		advance(p);
+		rules_lex_next(&p->lx);
 	}
 	if (need_field)
-		perr(p, p->start, "expected a key field");
-	expect(p, T_COMMA, "',' after the limit key");
-	rateat = p->start;
-	while (p->tok == T_WORD) {
-		if (strlen(rate) + p->textlen >= sizeof(rate))
+		perr(p, p->lx.start, "expected a key field");
+	expect(p, RULES_LEX_COMMA, "',' after the limit key");
+	rateat = p->lx.start;
+	while (p->lx.tok == RULES_LEX_WORD) {
+		if (strlen(rate) + p->lx.textlen >= sizeof(rate))
 			perr(p, rateat, "rate too long");
-		strcat(rate, p->text);
-		advance(p);
+		strcat(rate, p->lx.text);
+		rules_lex_next(&p->lx);
 	}
 	parse_rate(p, n, rate, rateat);
-	expect(p, T_RPAREN, "')' after the rate");
+	expect(p, RULES_LEX_RPAREN, "')' after the rate");
 	n->keys = p_alloc(p, n->nkeys * sizeof(*n->keys));
 	memcpy(n->keys, keys, n->nkeys * sizeof(*n->keys));
 	p->has_limit = true;
@@ -790,28 +586,27 @@ static struct rules_node *
 parse_primary(struct parser *p)
 {
 	struct rules_node *n;
-	char b[64];
 
-	if (p->tok == T_LPAREN) {
-		advance(p);
+	if (p->lx.tok == RULES_LEX_LPAREN) {
+		rules_lex_next(&p->lx);
 		n = parse_or(p);
-		expect(p, T_RPAREN, "')'");
+		expect(p, RULES_LEX_RPAREN, "')'");
 		return n;
 	}
-	if (tok_is(p, "true")) {
+	if (rules_lex_is(&p->lx, "true")) {
 		n = p_alloc(p, sizeof(*n));
 		n->type = RULES_N_TRUE;
-		advance(p);
+		rules_lex_next(&p->lx);
 		return n;
 	}
-	if (tok_is(p, "limit"))
+	if (rules_lex_is(&p->lx, "limit"))
 		return parse_limit(p);
-	if (p->tok != T_WORD)
-		perr(p, p->start, "expected a condition, found %s", tok_desc(p, b, sizeof(b)));
-	size_t at = p->start;
-	struct rules_fref fr = field_at(p, at, p->text, p->textlen);
+	if (p->lx.tok != RULES_LEX_WORD)
+		perr_found(p, "a condition");
+	size_t at = p->lx.start;
+	struct rules_fref fr = field_at(p, at, p->lx.text, p->lx.textlen);
 
-	advance(p);
+	rules_lex_next(&p->lx);
 	return parse_comparison(p, fr);
 }
 
@@ -819,10 +614,10 @@ parse_primary(struct parser *p)
 static struct rules_node *
 parse_unary(struct parser *p)
 {
-	if (p->tok == T_NOT) {
+	if (p->lx.tok == RULES_LEX_NOT) {
 		struct rules_node *n = p_alloc(p, sizeof(*n));
 
-		advance(p);
+		rules_lex_next(&p->lx);
 		n->type = RULES_N_NOT;
 		n->a = parse_unary(p);
 		return n;
@@ -830,57 +625,96 @@ parse_unary(struct parser *p)
 	return parse_primary(p);
 }
 
+/*
+ * parse_chain - operand (op operand)*, left-associative, for && and ||;
+ * the grammar's levels differ only in their operator and operand.
+ */
+static struct rules_node *
+parse_chain(struct parser *p, enum rules_lex_tok op, enum rules_node_type type,
+	    struct rules_node *(*operand)(struct parser *))
+{
+	struct rules_node *n = operand(p);
+
+	while (p->lx.tok == op) {
+		struct rules_node *m = p_alloc(p, sizeof(*m));
+
+		rules_lex_next(&p->lx);
+		m->type = type;
+		m->a = n;
+		m->b = operand(p);
+		n = m;
+	}
+	return n;
+}
+
 /* parse_and - unary ('&&' unary)*; binds tighter than ||. */
 static struct rules_node *
 parse_and(struct parser *p)
 {
-	struct rules_node *n = parse_unary(p);
-
-	while (p->tok == T_AND) {
-		struct rules_node *m = p_alloc(p, sizeof(*m));
-
-		advance(p);
-		m->type = RULES_N_AND;
-		m->a = n;
-		m->b = parse_unary(p);
-		n = m;
-	}
-	return n;
+	return parse_chain(p, RULES_LEX_AND, RULES_N_AND, parse_unary);
 }
 
 /* parse_or - and ('||' and)*. */
 static struct rules_node *
 parse_or(struct parser *p)
 {
-	struct rules_node *n = parse_and(p);
-
-	while (p->tok == T_OR) {
-		struct rules_node *m = p_alloc(p, sizeof(*m));
-
-		advance(p);
-		m->type = RULES_N_OR;
-		m->a = n;
-		m->b = parse_and(p);
-		n = m;
-	}
-	return n;
+	return parse_chain(p, RULES_LEX_OR, RULES_N_OR, parse_and);
 }
+
+/* take - the current token's text, owned by the rule set; moves on. */
+static const char *
+take(struct parser *p)
+{
+	const char *s = p_strndup(p, p->lx.text, p->lx.textlen);
+
+	rules_lex_next(&p->lx);
+	return s;
+}
+
+/*
+ * take_text - an action's text argument: a "string" (or also a bare word
+ * if words) of at most max bytes; what names it in messages.
+ */
+static const char *
+take_text(struct parser *p, const char *what, size_t max, bool words)
+{
+	if (p->lx.tok != RULES_LEX_STRING && !(words && p->lx.tok == RULES_LEX_WORD))
+		perr(p, p->lx.start, "expected the %s in double quotes", what);
+	if (p->lx.textlen > max)
+		perr(p, p->lx.start, "%s too long", what);
+	return take(p);
+}
+
+struct action_def;
+
+/* Arguments of one action: parse them after its keyword into a. */
+typedef void action_args_fn(struct parser *p, struct rules_action *a,
+			    const struct action_def *def);
+
+/* One action keyword. */
+struct action_def {
+	const char *name;
+	enum rules_act_type type;
+	bool terminal;	       /* ends evaluation; a rule has one at most */
+	enum rules_stage from; /* first stage it may be used at */
+	action_args_fn *args;  /* NULL: takes no arguments */
+};
 
 /* parse_reply - CODE X.Y.Z "text" for reject (class 5) or tempfail (class 4). */
 static void
-parse_reply(struct parser *p, struct rules_action *a, char cls, const char *verb)
+parse_reply(struct parser *p, struct rules_action *a, const struct action_def *def)
 {
-	const char *t;
+	char cls = def->type == RULES_A_REJECT ? '5' : '4';
+	const char *t = p->lx.text;
 	int parts = 0, digits = 0;
 
-	if (p->tok != T_WORD || strlen(p->text) != 3 || !isdigit((unsigned char)p->text[0]) ||
-	    !isdigit((unsigned char)p->text[1]) || !isdigit((unsigned char)p->text[2]) ||
-	    p->text[0] != cls)
-		perr(p, p->start, "%s needs a %cxx reply code", verb, cls);
-	a->code = atoi(p->text);
-	advance(p);
-	t = p->text;
-	if (p->tok == T_WORD && t[0] == cls && t[1] == '.') {
+	if (p->lx.tok != RULES_LEX_WORD || strlen(t) != 3 || !isdigit((unsigned char)t[0]) ||
+	    !isdigit((unsigned char)t[1]) || !isdigit((unsigned char)t[2]) || t[0] != cls)
+		perr(p, p->lx.start, "%s needs a %cxx reply code", def->name, cls);
+	a->code = atoi(t);
+	rules_lex_next(&p->lx);
+	t = p->lx.text;
+	if (p->lx.tok == RULES_LEX_WORD && t[0] == cls && t[1] == '.') {
 		for (const char *c = t + 2;; c++) {
 			if (isdigit((unsigned char)*c) && digits < 3) {
 				digits++;
@@ -896,76 +730,74 @@ parse_reply(struct parser *p, struct rules_action *a, char cls, const char *verb
 		}
 	}
 	if (parts != 2)
-		perr(p, p->start, "%s needs a %c.X.Y enhanced status code", verb, cls);
-	a->ecode = p_strndup(p, p->text, p->textlen);
-	advance(p);
-	if (p->tok != T_STRING)
-		perr(p, p->start, "expected the reply text in double quotes");
-	if (p->textlen > 400)
-		perr(p, p->start, "reply text too long");
-	a->text = p_strndup(p, p->text, p->textlen);
-	advance(p);
+		perr(p, p->lx.start, "%s needs a %c.X.Y enhanced status code", def->name, cls);
+	a->ecode = take(p);
+	a->text = take_text(p, "reply text", 400, false);
 }
+
+/* parse_score - a decimal number and an optional "reason". */
+static void
+parse_score(struct parser *p, struct rules_action *a, const struct action_def *def)
+{
+	if (p->lx.tok != RULES_LEX_WORD || !parse_number(p->lx.text, &a->score) ||
+	    fabs(a->score) > 1e6)
+		perr(p, p->lx.start, "expected a score (a decimal number)");
+	rules_lex_next(&p->lx);
+	if (p->lx.tok == RULES_LEX_STRING)
+		a->text = take(p);
+}
+
+/* parse_add_header - a header name and its value (quoted, or one bare word). */
+static void
+parse_add_header(struct parser *p, struct rules_action *a, const struct action_def *def)
+{
+	if (p->lx.tok != RULES_LEX_WORD || !valid_header_name(p->lx.text, p->lx.textlen))
+		perr(p, p->lx.start, "expected a header name");
+	a->name = take(p);
+	a->text = take_text(p, "header value", 900, true);
+}
+
+/* parse_log - the "text" to log. */
+static void
+parse_log(struct parser *p, struct rules_action *a, const struct action_def *def)
+{
+	a->text = take_text(p, "log text", SIZE_MAX, false);
+}
+
+/* The actions, with what they take after their keyword. */
+static const struct action_def actions[] = {
+	{ "accept", RULES_A_ACCEPT, true, RULES_STAGE_CONNECT, NULL },
+	/* A message to discard exists from the mail stage on. */
+	{ "discard", RULES_A_DISCARD, true, RULES_STAGE_MAIL, NULL },
+	{ "reject", RULES_A_REJECT, true, RULES_STAGE_CONNECT, parse_reply },
+	{ "tempfail", RULES_A_TEMPFAIL, true, RULES_STAGE_CONNECT, parse_reply },
+	{ "score", RULES_A_SCORE, false, RULES_STAGE_CONNECT, parse_score },
+	{ "add_header", RULES_A_ADD_HEADER, false, RULES_STAGE_CONNECT, parse_add_header },
+	{ "log", RULES_A_LOG, false, RULES_STAGE_CONNECT, parse_log },
+};
 
 /* parse_action - one action; returns true when it is terminal. */
 static bool
 parse_action(struct parser *p, struct rules_action *a)
 {
-	char b[64];
-	size_t at = p->start;
+	const struct action_def *def = NULL;
+	size_t at = p->lx.start;
 
-	if (p->tok != T_WORD)
-		perr(p, at, "expected an action, found %s", tok_desc(p, b, sizeof(b)));
-	if (tok_is(p, "accept")) {
-		a->type = RULES_A_ACCEPT;
-		advance(p);
-	} else if (tok_is(p, "discard")) {
-		if (p->stage < RULES_STAGE_MAIL)
-			perr(p, at, "discard needs a message: use it from the mail stage on");
-		a->type = RULES_A_DISCARD;
-		advance(p);
-	} else if (tok_is(p, "reject")) {
-		a->type = RULES_A_REJECT;
-		advance(p);
-		parse_reply(p, a, '5', "reject");
-	} else if (tok_is(p, "tempfail")) {
-		a->type = RULES_A_TEMPFAIL;
-		advance(p);
-		parse_reply(p, a, '4', "tempfail");
-	} else if (tok_is(p, "score")) {
-		a->type = RULES_A_SCORE;
-		advance(p);
-		if (p->tok != T_WORD || !parse_number(p->text, &a->score) || fabs(a->score) > 1e6)
-			perr(p, p->start, "expected a score (a decimal number)");
-		advance(p);
-		if (p->tok == T_STRING) {
-			a->text = p_strndup(p, p->text, p->textlen);
-			advance(p);
-		}
-	} else if (tok_is(p, "add_header")) {
-		a->type = RULES_A_ADD_HEADER;
-		advance(p);
-		if (p->tok != T_WORD || !valid_header_name(p->text, p->textlen))
-			perr(p, p->start, "expected a header name");
-		a->name = p_strndup(p, p->text, p->textlen);
-		advance(p);
-		if (p->tok != T_STRING && p->tok != T_WORD)
-			perr(p, p->start, "expected the header value in double quotes");
-		if (p->textlen > 900)
-			perr(p, p->start, "header value too long");
-		a->text = p_strndup(p, p->text, p->textlen);
-		advance(p);
-	} else if (tok_is(p, "log")) {
-		a->type = RULES_A_LOG;
-		advance(p);
-		if (p->tok != T_STRING)
-			perr(p, p->start, "expected the log text in double quotes");
-		a->text = p_strndup(p, p->text, p->textlen);
-		advance(p);
-	} else {
-		perr(p, at, "unknown action '%s'", p->text);
-	}
-	return a->type <= RULES_A_DISCARD;
+	if (p->lx.tok != RULES_LEX_WORD)
+		perr_found(p, "an action");
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]) && def == NULL; i++)
+		if (rules_lex_is(&p->lx, actions[i].name))
+			def = &actions[i];
+	if (def == NULL)
+		perr(p, at, "unknown action '%s'", p->lx.text);
+	if (p->stage < def->from)
+		perr(p, at, "%s needs a message: use it from the %s stage on", def->name,
+		     rules_stage_name(def->from));
+	a->type = def->type;
+	rules_lex_next(&p->lx);
+	if (def->args != NULL)
+		def->args(p, a, def);
+	return def->terminal;
 }
 
 /* add_rule - append a finished rule to the set. */
@@ -998,39 +830,37 @@ parse_rule_body(struct parser *p)
 	const char *label = NULL;
 	unsigned nacts = 0;
 	bool terminal = false;
-	char b[64];
 	int st;
 
 	memset(acts, 0, sizeof(acts));
-	p->end = 0;
 	p->fields = 0;
 	p->has_limit = false;
-	advance(p);
-	if (p->tok == T_WORD && p->textlen > 1 && p->text[p->textlen - 1] == ':') {
-		for (size_t i = 0; i + 1 < p->textlen; i++)
-			if (!isalnum((unsigned char)p->text[i]) && !strchr("_-.", p->text[i]))
-				perr(p, p->start + i, "bad character in rule name");
-		label = p_strndup(p, p->text, p->textlen - 1);
+	rules_lex_begin(&p->lx);
+	if (p->lx.tok == RULES_LEX_WORD && p->lx.textlen > 1 &&
+	    p->lx.text[p->lx.textlen - 1] == ':') {
+		for (size_t i = 0; i + 1 < p->lx.textlen; i++)
+			if (!isalnum((unsigned char)p->lx.text[i]) && !strchr("_-.", p->lx.text[i]))
+				perr(p, p->lx.start + i, "bad character in rule name");
+		label = p_strndup(p, p->lx.text, p->lx.textlen - 1);
 		for (size_t i = 0; i < p->r->nrules; i++)
 			if (strcmp(p->r->rule[i]->name, label) == 0)
-				perr(p, p->start, "duplicate rule name '%s'", label);
-		advance(p);
+				perr(p, p->lx.start, "duplicate rule name '%s'", label);
+		rules_lex_next(&p->lx);
 	}
-	if (p->tok != T_WORD || (st = rules_stage_from_name(p->text)) < 0)
-		perr(p, p->start, "expected a stage (connect, helo, mail, rcpt, data, header, eoh, body, eom), found %s",
-		     tok_desc(p, b, sizeof(b)));
+	if (p->lx.tok != RULES_LEX_WORD || (st = rules_stage_from_name(p->lx.text)) < 0)
+		perr_found(p, "a stage (connect, helo, mail, rcpt, data, header, eoh, body, eom)");
 	p->stage = (enum rules_stage)st;
-	advance(p);
+	rules_lex_next(&p->lx);
 	rule = p_alloc(p, sizeof(*rule));
 	rule->stage = p->stage;
-	if (p->tok == T_ARROW)
-		perr(p, p->start, "expected a condition before '->' (use 'true' for always)");
+	if (p->lx.tok == RULES_LEX_ARROW)
+		perr(p, p->lx.start, "expected a condition before '->' (use 'true' for always)");
 	rule->cond = parse_or(p);
-	if (p->tok != T_ARROW)
-		perr(p, p->start, "expected '&&', '||' or '->', found %s", tok_desc(p, b, sizeof(b)));
-	advance(p);
+	if (p->lx.tok != RULES_LEX_ARROW)
+		perr_found(p, "'&&', '||' or '->'");
+	rules_lex_next(&p->lx);
 	for (;;) {
-		size_t at = p->start;
+		size_t at = p->lx.start;
 
 		if (nacts == RULES_ACTS_MAX)
 			perr(p, at, "too many actions");
@@ -1039,13 +869,12 @@ parse_rule_body(struct parser *p)
 				perr(p, at, "a rule can have only one terminal action (accept, reject, tempfail, discard)");
 			terminal = true;
 		}
-		if (p->tok == T_EOF)
+		if (p->lx.tok == RULES_LEX_EOF)
 			break;
-		if (p->tok != T_SEMI)
-			perr(p, p->start, "expected ';' or end of rule, found %s",
-			     tok_desc(p, b, sizeof(b)));
-		advance(p);
-		if (p->tok == T_EOF)
+		if (p->lx.tok != RULES_LEX_SEMI)
+			perr_found(p, "';' or end of rule");
+		rules_lex_next(&p->lx);
+		if (p->lx.tok == RULES_LEX_EOF)
 			break;
 	}
 	rule->acts = p_alloc(p, nacts * sizeof(*rule->acts));
@@ -1055,7 +884,7 @@ parse_rule_body(struct parser *p)
 		rule->name = label;
 	} else {
 		char name[4096];
-		int n = snprintf(name, sizeof(name), "%s:%u", p->file, p->lno[0]);
+		int n = snprintf(name, sizeof(name), "%s:%u", p->file, p->lx.lno[0]);
 
 		rule->name = p_strndup(p, name, n < 0 ? 0 : strlen(name));
 	}
@@ -1064,101 +893,29 @@ parse_rule_body(struct parser *p)
 
 /* parse_rule - the current logical line; on error perr() jumps back here. */
 static void
-parse_rule(struct parser *p)
+parse_rule(void *arg)
 {
-	if (setjmp(p->jb) == 0)
+	struct parser *p = arg;
+
+	if (setjmp(p->lx.jb) == 0)
 		parse_rule_body(p);
 }
 
-/* line_put - append n bytes of physical line `line` (from column col) to the logical line. */
-static int
-line_put(struct parser *p, const char *s, size_t n, unsigned line, unsigned col)
-{
-	if (p->len + n + 2 > p->cap) {
-		size_t cap = (p->len + n + 2) * 2;
-		char *b = realloc(p->buf, cap);
-		unsigned *l = b ? realloc(p->lno, cap * sizeof(*l)) : NULL;
-		unsigned *c = l ? realloc(p->col, cap * sizeof(*c)) : NULL;
-
-		if (b)
-			p->buf = b;
-		if (l)
-			p->lno = l;
-		if (c)
-			p->col = c;
-		if (c == NULL)
-			return -1;
-		p->cap = cap;
-	}
-	for (size_t i = 0; i < n; i++) {
-		p->buf[p->len] = s[i];
-		p->lno[p->len] = line;
-		p->col[p->len] = col + (unsigned)i;
-		p->len++;
-	}
-	/* The position after the last byte, for errors at the end of the rule. */
-	p->buf[p->len] = '\0';
-	p->lno[p->len] = line;
-	p->col[p->len] = col + (unsigned)n;
-	return 0;
-}
-
-/* parse_text - split text into logical lines and parse each. */
+/* line_error - the lexer's callback for errors outside any rule. */
 static void
-parse_text(struct parser *p, const char *text, size_t len)
+line_error(void *arg, unsigned line, unsigned col, const char *msg)
 {
-	unsigned line = 0;
-	size_t i = 0;
-
-	p->len = 0;
-	while (i < len) {
-		const char *s = text + i;
-		const char *nl = memchr(s, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - s) : len - i;
-		size_t k = 0;
-
-		i += n + (nl != NULL);
-		line++;
-		if (n > 0 && s[n - 1] == '\r')
-			n--;
-		if (memchr(s, '\0', n) != NULL) {
-			perr_line(p, line, (unsigned)((const char *)memchr(s, '\0', n) - s) + 1,
-				  "NUL byte in rule file");
-			continue;
-		}
-		while (k < n && (s[k] == ' ' || s[k] == '\t'))
-			k++;
-		if (k == n || s[k] == '#')
-			continue; /* blank or comment: does not end a rule */
-		if (k > 0) {
-			if (p->len == 0) {
-				perr_line(p, line, (unsigned)k + 1, "continuation line without a rule");
-				continue;
-			}
-			if (line_put(p, "\n", 1, p->lno[p->len], p->col[p->len]) < 0 ||
-			    line_put(p, s, n, line, 1) < 0)
-				goto oom;
-			continue;
-		}
-		if (p->len > 0)
-			parse_rule(p);
-		p->len = 0;
-		if (line_put(p, s, n, line, 1) < 0)
-			goto oom;
-	}
-	if (p->len > 0)
-		parse_rule(p);
-	return;
-oom:
-	perr_line(p, line, 1, "out of memory");
+	perr_line(arg, line, col, "%s", msg);
 }
 
-/* rules_new - an empty rule set bound to env. */
+/* rules_new - an empty rule set bound to env; NULL after reporting. */
 static struct rules *
-rules_new(const struct rules_env *env)
+rules_new(const struct rules_env *env, void (*error)(void *, const char *), void *arg)
 {
 	struct rules *r = calloc(1, sizeof(*r));
 
+	if (r == NULL && error)
+		error(arg, "rules: out of memory");
 	if (r && env)
 		r->env = *env;
 	return r;
@@ -1186,18 +943,26 @@ index_stages(struct rules *r)
 }
 
 /*
- * finish - index the stages and build the literal prefilter (skipped when
- * RAVELIN_RULES_NO_PREFILTER is set, for tests and measurements; without
- * it, e.g. on ENOMEM, evaluation is the same, only slower).
+ * finish - r ready for use, or NULL (r freed) after nerrors or running out
+ * of memory. Indexes the stages and builds the literal prefilter (skipped
+ * when RAVELIN_RULES_NO_PREFILTER is set, for tests and measurements;
+ * without it, e.g. on ENOMEM, evaluation is the same, only slower).
  */
-static int
-finish(struct rules *r)
+static struct rules *
+finish(struct rules *r, unsigned nerrors, void (*error)(void *, const char *), void *arg)
 {
-	if (index_stages(r) < 0)
-		return -1;
+	if (nerrors == 0 && index_stages(r) < 0) {
+		if (error)
+			error(arg, "rules: out of memory");
+		nerrors++;
+	}
+	if (nerrors > 0) {
+		rules_free(r);
+		return NULL;
+	}
 	if (getenv("RAVELIN_RULES_NO_PREFILTER") == NULL)
 		r->pf = rules_prefilter_build(r);
-	return 0;
+	return r;
 }
 
 /* parse_one - parse one file's text into r; returns its error count. */
@@ -1208,17 +973,15 @@ parse_one(struct rules *r, const struct rules_env *env, const char *name, const 
 	struct parser p = { .r = r, .env = env, .file = name, .error = error, .errarg = arg };
 	const char *slash = strrchr(name, '/');
 
+	rules_lex_init(&p.lx, report_at, &p);
 	p.dir = slash ? strndup(name, slash == name ? 1 : (size_t)(slash - name)) : strdup(".");
-	if (p.dir == NULL || line_put(&p, "", 0, 1, 1) < 0) {
+	if (p.dir == NULL || rules_lex_append(&p.lx, "", 0, 1, 1) < 0) {
 		perr_line(&p, 1, 1, "out of memory");
 	} else {
-		parse_text(&p, text, len);
+		rules_lex_lines(&p.lx, text, len, parse_rule, line_error);
 	}
 	free(p.dir);
-	free(p.buf);
-	free(p.lno);
-	free(p.col);
-	free(p.text);
+	rules_lex_fini(&p.lx);
 	return p.nerrors;
 }
 
@@ -1266,14 +1029,11 @@ struct rules *
 rules_load(const char *const *paths, size_t npaths, const struct rules_env *env,
 	   void (*error)(void *arg, const char *msg), void *arg)
 {
-	struct rules *r = rules_new(env);
+	struct rules *r = rules_new(env, error, arg);
 	unsigned nerrors = 0;
 
-	if (r == NULL) {
-		if (error)
-			error(arg, "rules: out of memory");
+	if (r == NULL)
 		return NULL;
-	}
 	for (size_t i = 0; i < npaths; i++) {
 		size_t len = 0;
 		char *text = read_file(paths[i], &len);
@@ -1290,16 +1050,7 @@ rules_load(const char *const *paths, size_t npaths, const struct rules_env *env,
 		nerrors += parse_one(r, env, paths[i], text, len, error, arg);
 		free(text);
 	}
-	if (nerrors == 0 && finish(r) < 0) {
-		if (error)
-			error(arg, "rules: out of memory");
-		nerrors++;
-	}
-	if (nerrors > 0) {
-		rules_free(r);
-		return NULL;
-	}
-	return r;
+	return finish(r, nerrors, error, arg);
 }
 
 /* rules_load_text - rules_load() for one in-memory file. */
@@ -1307,23 +1058,9 @@ struct rules *
 rules_load_text(const char *name, const char *text, const struct rules_env *env,
 		void (*error)(void *arg, const char *msg), void *arg)
 {
-	struct rules *r = rules_new(env);
-	unsigned nerrors;
+	struct rules *r = rules_new(env, error, arg);
 
-	if (r == NULL) {
-		if (error)
-			error(arg, "rules: out of memory");
+	if (r == NULL)
 		return NULL;
-	}
-	nerrors = parse_one(r, env, name, text, strlen(text), error, arg);
-	if (nerrors == 0 && finish(r) < 0) {
-		if (error)
-			error(arg, "rules: out of memory");
-		nerrors++;
-	}
-	if (nerrors > 0) {
-		rules_free(r);
-		return NULL;
-	}
-	return r;
+	return finish(r, parse_one(r, env, name, text, strlen(text), error, arg), error, arg);
 }

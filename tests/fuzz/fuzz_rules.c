@@ -1,6 +1,6 @@
 /*
- * fuzz_rules.c - libFuzzer target for the rule language (rules_parse.c,
- * rules.c).
+ * fuzz_rules.c - libFuzzer target for the rule language (rules_lex.c,
+ * rules_parse.c, rules.c, rules_prefilter*.c).
  *
  * Loads the input with rules_load_text(); a rule set that loads is then
  * evaluated at every stage against fixed session values (two values for
