@@ -71,6 +71,10 @@ struct msg_parser *msg_parser_new(const struct msg_limits *lim, const struct msg
 /* msg_parser_feed - consume bytes; *used tells how many (up to and
  * including the terminator when MSG_FEED_END). */
 enum msg_status msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used);
+/* msg_parser_chunked - BDAT content (RFC 3030): counted, not dot-stuffed,
+ * no terminator; msg_parser_finish() ends it after the LAST chunk. */
+void msg_parser_chunked(struct msg_parser *p);
+void msg_parser_finish(struct msg_parser *p);
 /* msg_parser_message - the message built so far (owned by the parser). */
 struct message *msg_parser_message(struct msg_parser *p);
 void msg_parser_free(struct msg_parser *p);

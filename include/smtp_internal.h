@@ -35,6 +35,11 @@ void smtp_bev_install(struct smtp_session *s, struct bufferevent *bev);
 /* DATA and transactions (smtp_data.c). */
 void smtp_data_start(struct smtp_session *s);
 void smtp_data_input(struct smtp_session *s);
+/* smtp_bdat_start / smtp_bdat_skip - read the announced chunk into the
+ * message, or consume it unread and then give reply (-1: none). */
+void smtp_bdat_start(struct smtp_session *s);
+void smtp_bdat_skip(struct smtp_session *s, int reply);
+void smtp_bdat_input(struct smtp_session *s);
 /* smtp_txn_abort - forget the transaction here and at the backend (RSET). */
 void smtp_txn_abort(struct smtp_session *s);
 /* smtp_txn_end - count and free the transaction; accepted or not. */

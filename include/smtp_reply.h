@@ -70,7 +70,8 @@ enum smtp_reply_id {
 	RPL_STARTTLS_ALREADY,     /* 503 5.5.1 Error: TLS already active */
 	RPL_TLS_UNAVAILABLE,      /* 454 4.7.0 TLS not available due to local problem */
 	RPL_SMTPUTF8_REQUIRED,    /* 553 5.6.7 SMTPUTF8 parameter required for UTF-8 address */
-	RPL_BDAT_NOT_SUPPORTED,   /* 502 5.5.1 Error: BDAT not supported */
+	RPL_BDAT_SYNTAX,          /* 501 5.5.4 Syntax: BDAT count [LAST] (then close) */
+	RPL_BDAT_IN_PROGRESS,     /* 503 5.5.1 Error: BDAT transaction in progress */
 	RPL_COUNT
 };
 

@@ -28,6 +28,7 @@ enum smtp_state {
 	SS_GREETING,    /* pregreet wait / connect policy before the banner */
 	SS_CMD,         /* reading commands */
 	SS_DATA,        /* reading the message */
+	SS_BDAT,        /* reading a BDAT chunk (RFC 3030) */
 	SS_AUTH,        /* reading an AUTH continuation line */
 	SS_TLS,         /* STARTTLS handshake under way */
 	SS_CLOSING,     /* flushing the last reply, then close */
@@ -104,6 +105,12 @@ struct smtp_session {
 	struct policy_job *pol_job; /* a stage's work on the check pool */
 	int pol_stage;              /* the stage being evaluated */
 	double pol_score;           /* score from the connect and helo stages */
+
+	/* The BDAT chunk being read: octets left, its size, LAST; when
+	 * skipped (refused), the reply to give once it is in (-1: given). */
+	size_t bdat_left, bdat_size;
+	bool bdat_last, bdat_skip;
+	int bdat_reply;
 
 	/* The verdict of the stage in progress, for proceed(). */
 	enum smtp_verb pending_verb;

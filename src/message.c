@@ -9,8 +9,12 @@
  * terminator, the one we write. Header fields are kept apart so that the
  * session can add and remove fields before forwarding.
  *
+ * BDAT content (RFC 3030) goes through the same parser in chunked mode:
+ * counted by the session, never unstuffed, ended by msg_parser_finish().
+ *
  * Public:
- *   msg_parser_new(), msg_parser_feed(), msg_parser_message(),
+ *   msg_parser_new(), msg_parser_feed(), msg_parser_chunked(),
+ *   msg_parser_finish(), msg_parser_message(),
  *   msg_parser_free(), msg_header_value(), msg_header_is(),
  *   msg_stuff_header(), msg_body_read(), msg_body_length()
  */
@@ -56,6 +60,8 @@ struct msg_parser {
 	char *field;            /* pending field (may grow by continuations) */
 	size_t field_len, field_cap;
 	size_t header_bytes;
+
+	bool chunked;           /* BDAT content: no dot-stuffing, no terminator */
 
 	/* Body. */
 	bool body_bol;          /* at the start of an output body line */
@@ -375,6 +381,18 @@ run_cap(const struct msg_parser *p)
 	return cap;
 }
 
+/* end_message - the message is complete: flush everything pending. */
+static void
+end_message(struct msg_parser *p)
+{
+	if (p->in_headers)
+		end_headers(p, false);
+	field_done(p);
+	chunk_flush(p);
+	if (p->msg.fd >= 0 && flush_file(p) < 0)
+		problem(p, MSG_IO_ERROR);
+}
+
 /* msg_parser_feed - consume bytes up to and including the terminator. */
 enum msg_status
 msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
@@ -385,7 +403,7 @@ msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
 		char c = buf[i];
 		switch (p->state) {
 		case ST_BOL:
-			if (c == '.' && p->crlf_start) {
+			if (c == '.' && p->crlf_start && !p->chunked) {
 				count(p, 1);
 				p->state = ST_DOT;
 				i++;
@@ -406,12 +424,7 @@ msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
 			if (c == '\n') {
 				i++;
 				*used = i;
-				if (p->in_headers)
-					end_headers(p, false);
-				field_done(p);
-				chunk_flush(p);
-				if (p->msg.fd >= 0 && flush_file(p) < 0)
-					problem(p, MSG_IO_ERROR);
+				end_message(p);
 				return MSG_FEED_END;
 			}
 			/* ".<CR>x": the CR is bare. */
@@ -473,6 +486,31 @@ msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
 	}
 	*used = len;
 	return MSG_FEED_MORE;
+}
+
+/* msg_parser_chunked - BDAT (RFC 3030): the content comes by count, so
+ * a '.' is data and nothing in it ends the message; msg_parser_finish()
+ * does, after the LAST chunk. Call before the first msg_parser_feed(). */
+void
+msg_parser_chunked(struct msg_parser *p)
+{
+	p->chunked = true;
+}
+
+/* msg_parser_finish - the end of BDAT content. A last line without CRLF
+ * gets one (the backend receives the message with DATA, where the dot
+ * must start a line); a CR at the very end is a bare CR. */
+void
+msg_parser_finish(struct msg_parser *p)
+{
+	if (p->state == ST_CR)
+		(void)bare_newline(p);	/* refused, or normalized into CRLF */
+	else if (p->state != ST_BOL)
+		out_eol(p);
+	p->state = ST_BOL;
+	p->linelen = 0;
+	p->crlf_start = true;
+	end_message(p);
 }
 
 /* msg_parser_new - a parser at the first octet after "354". */

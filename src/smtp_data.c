@@ -7,10 +7,12 @@
  * backend see DATA, our added header fields, the original ones (minus
  * forgeries) and the body. The client's final reply is the backend's reply
  * to that message: nothing is 250'd that the backend did not accept.
+ * BDAT chunks (RFC 3030) fill the same parser by count and end the same way.
  * Every transaction ends here once, for the counters and the log line.
  *
  * Public (smtp_internal.h):
- *   smtp_data_start(), smtp_data_input(), smtp_txn_abort(), smtp_txn_end(),
+ *   smtp_data_start(), smtp_data_input(), smtp_bdat_start(), smtp_bdat_skip(),
+ *   smtp_bdat_input(), smtp_txn_abort(), smtp_txn_end(),
  *   smtp_txn_refuse(), smtp_rcpt_refuse(), smtp_txn_backend_refused(),
  *   smtp_backend_usable(), smtp_policy_refuse(), smtp_path_is_utf8_ok()
  */
@@ -42,6 +44,7 @@
 #include "tls.h"
 
 static void eom_stage(struct smtp_session *s, enum policy_stage st);
+static enum smtp_reply_id content_refusal(enum msg_problem p);
 
 /* rcpt_list - "a@b,c@d" for log lines (truncated). */
 static void
@@ -236,9 +239,9 @@ smtp_backend_usable(struct smtp_session *s, const struct backend_reply *r, const
 	return false;
 }
 
-/* smtp_data_start - 354 and start reading the message. */
-void
-smtp_data_start(struct smtp_session *s)
+/* new_parser - the transaction's message parser, with this config's limits. */
+static struct msg_parser *
+new_parser(struct smtp_session *s)
 {
 	struct config *cf = s->cf;
 	struct msg_limits lim = {
@@ -250,7 +253,14 @@ smtp_data_start(struct smtp_session *s)
 		.long_lines_pass = cf->long_lines_pass,
 	};
 
-	s->txn->msg = msg_parser_new(&lim, policy_stream_ops(s), s);
+	return msg_parser_new(&lim, policy_stream_ops(s), s);
+}
+
+/* smtp_data_start - 354 and start reading the message. */
+void
+smtp_data_start(struct smtp_session *s)
+{
+	s->txn->msg = new_parser(s);
 	if (!s->txn->msg) {
 		smtp_reply_id(s, RPL_LOCAL_ERROR);
 		smtp_resume(s);
@@ -259,6 +269,96 @@ smtp_data_start(struct smtp_session *s)
 	smtp_reply_id(s, RPL_DATA_GO);
 	s->state = SS_DATA;
 	smtp_resume(s);
+}
+
+/* ---- BDAT (RFC 3030) ----
+ * A chunk is read by count into the same parser in chunked mode; the
+ * message goes to the backend with DATA at the end, so the backend need
+ * not know CHUNKING. A refused chunk is still read (its octets are not
+ * commands) and answered once it is in; the transaction is then over,
+ * so chunks the client pipelined after it are refused the same way. */
+
+/* bdat_chunk_end - the chunk is in: answer it, or end the message. */
+static void
+bdat_chunk_end(struct smtp_session *s)
+{
+	s->state = SS_CMD;
+	if (s->bdat_skip) {
+		s->bdat_skip = false;
+		if (s->bdat_reply >= 0)
+			smtp_error(s, (enum smtp_reply_id)s->bdat_reply);
+		smtp_resume(s);
+		return;
+	}
+	struct message *m = msg_parser_message(s->txn->msg);
+	if (s->bdat_last && m->problem == MSG_OK)
+		msg_parser_finish(s->txn->msg);
+	if (m->problem != MSG_OK) {
+		smtp_txn_refuse(s, "BDAT", smtp_reply_text(content_refusal(m->problem)), "content");
+		smtp_txn_abort(s);
+		smtp_resume(s);
+		return;
+	}
+	if (!s->bdat_last) {
+		smtp_reply(s, "250 2.0.0 Ok: %zu octets", s->bdat_size);
+		smtp_resume(s);
+		return;
+	}
+	s->busy = true;
+	eom_stage(s, PS_HEADER);
+}
+
+/* smtp_bdat_start - the chunk's checks passed: read it into the message. */
+void
+smtp_bdat_start(struct smtp_session *s)
+{
+	if (!s->txn->msg) {
+		if (!(s->txn->msg = new_parser(s))) {
+			smtp_bdat_skip(s, RPL_LOCAL_ERROR);
+			return;
+		}
+		msg_parser_chunked(s->txn->msg);
+	}
+	s->bdat_skip = false;
+	s->state = SS_BDAT;
+	if (s->bdat_left == 0)
+		bdat_chunk_end(s);
+	else
+		smtp_resume(s);
+}
+
+/* smtp_bdat_skip - consume the chunk unread, then give reply (-1: none). */
+void
+smtp_bdat_skip(struct smtp_session *s, int reply)
+{
+	s->bdat_skip = true;
+	s->bdat_reply = reply;
+	s->state = SS_BDAT;
+	if (s->bdat_left == 0)
+		bdat_chunk_end(s);
+	else
+		smtp_resume(s);
+}
+
+/* smtp_bdat_input - as many of the chunk's octets as have come. */
+void
+smtp_bdat_input(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v;
+	size_t used;
+
+	while (s->bdat_left && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+		size_t n = v.iov_len < s->bdat_left ? v.iov_len : s->bdat_left;
+		if (!s->bdat_skip)
+			(void)msg_parser_feed(s->txn->msg, v.iov_base, n, &used);
+		evbuffer_drain(in, n);
+		s->bdat_left -= n;
+	}
+	if (s->bdat_left == 0) {
+		s->busy = true;
+		bdat_chunk_end(s);
+	}
 }
 
 /* content_refusal - the reply for a message refused for its content. */

@@ -71,6 +71,8 @@ static int check_helo(struct smtp_session *, const char *);
 static int check_mail(struct smtp_session *, const char *);
 static int check_rcpt(struct smtp_session *, const char *);
 static int check_data(struct smtp_session *, const char *);
+static int check_bdat(struct smtp_session *, const char *);
+static void proceed_bdat(struct smtp_session *);
 static int check_noarg(struct smtp_session *, const char *);
 static void proceed_helo(struct smtp_session *);
 static void proceed_mail(struct smtp_session *);
@@ -89,6 +91,8 @@ static const struct smtp_command commands[] = {
 	{ SMTP_MAIL, "mail", PS_MAIL, check_mail, proceed_mail },
 	{ SMTP_RCPT, "rcpt", PS_RCPT, check_rcpt, proceed_rcpt },
 	{ SMTP_DATA, "data", PS_DATA, check_data, smtp_data_start },
+	/* BDAT runs the data stage itself, for its first chunk only. */
+	{ SMTP_BDAT, "bdat", -1, check_bdat, proceed_bdat },
 	{ SMTP_RSET, "rset", -1, check_noarg, proceed_rset },
 	{ SMTP_NOOP, "noop", -1, NULL, proceed_noop },
 	{ SMTP_QUIT, "quit", -1, NULL, proceed_quit },
@@ -104,7 +108,8 @@ static const struct smtp_command commands[] = {
 const char *
 smtp_state_name(enum smtp_state st)
 {
-	static const char *names[] = { "proxy", "greeting", "command", "data", "auth", "tls", "closing" };
+	static const char *names[] = { "proxy", "greeting", "command", "data", "bdat", "auth", "tls",
+				       "closing" };
 	return names[st];
 }
 
@@ -393,7 +398,7 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	} else if (what & BEV_EVENT_EOF && s->state != SS_CLOSING && s->txn)
 		log_info(s->id, "lost connection after %s from %s[%s]",
-			 s->state == SS_DATA ? "DATA" : "command", s->client_name, s->client_ip);
+			 s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" : "command", s->client_name, s->client_ip);
 	smtp_drop(s);
 }
 
@@ -413,7 +418,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		policy_run(s, PS_CONNECT, greeting_policy_done);
 		return;
 	}
-	log_info(s->id, "timeout after %s from %s[%s]", s->state == SS_DATA ? "DATA" : "command",
+	log_info(s->id, "timeout after %s from %s[%s]", s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" : "command",
 		 s->client_name, s->client_ip);
 	if (s->txn)
 		s->txn->last_refusal = 421;
@@ -425,7 +430,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 session_timer_arm(struct smtp_session *s)
 {
-	struct timeval tv = { s->state == SS_DATA ? s->cf->data_timeout : s->cf->client_timeout, 0 };
+	bool data = s->state == SS_DATA || s->state == SS_BDAT;
+	struct timeval tv = { data ? s->cf->data_timeout : s->cf->client_timeout, 0 };
 	event_add(s->timer, &tv);
 }
 
@@ -573,6 +579,11 @@ session_loop(struct smtp_session *s)
 			if (s->state == SS_DATA) {
 				/* data_timeout is per block read (RFC 5321 4.5.3.2.6). */
 				smtp_data_input(s);
+				progress = true;
+				continue;
+			}
+			if (s->state == SS_BDAT) {
+				smtp_bdat_input(s);
 				progress = true;
 				continue;
 			}
@@ -863,11 +874,17 @@ smtp_session_shutdown(struct smtp_session *s)
 	smtp_close(s);
 }
 
-/* smtp_session_describe - one line for `show sessions`. */
+/* smtp_session_describe - one line for `show sessions`. Call it only on
+ * the session's own worker loop (server.c posts the request there): the
+ * fields it reads change on that loop without a lock. */
 void
 smtp_session_describe(const struct smtp_session *s, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s %s[%s]:%u %s %s age=%lds helo=%s%s%s", s->id, s->client_name,
+	/* Until the connect stage is over a check-pool thread may be writing
+	 * the PTR name; the loop still knows it as "unknown". */
+	const char *name = s->state == SS_GREETING ? "unknown" : s->client_name;
+
+	snprintf(buf, len, "%s %s[%s]:%u %s %s age=%lds helo=%s%s%s", s->id, name,
 		 s->client_ip, s->client_port, config_profile_name(s->li->conf.profile),
 		 smtp_state_name(s->state), (long)(time(NULL) - s->started),
 		 s->helo[0] ? s->helo : "-", s->auth ? " user=" : "", s->auth ? s->auth_user : "");
@@ -913,6 +930,8 @@ proceed_helo(struct smtp_session *s)
 		smtp_reply(s, "250-STARTTLS");
 	smtp_auth_offer(s);
 	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
+	/* The backend gets DATA whatever the client used: no backend check. */
+	smtp_reply(s, "250-CHUNKING");
 	/* Extensions that change what reaches the backend are announced only
 	 * when the backend has them too. */
 	if (!known || (caps & BECAP_8BITMIME))
@@ -1240,6 +1259,10 @@ check_data(struct smtp_session *s, const char *arg)
 		smtp_error(s, RPL_NEED_MAIL);
 		return -1;
 	}
+	if (s->txn->msg) {
+		smtp_error(s, RPL_BDAT_IN_PROGRESS);
+		return -1;
+	}
 	if (s->txn->nrcpts == 0) {
 		if (s->txn->rcpt_attempts) {
 			/* RFC 2920 3.1: every recipient was refused. */
@@ -1250,6 +1273,78 @@ check_data(struct smtp_session *s, const char *arg)
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- BDAT (RFC 3030) ---- */
+
+/* Largest chunk we agree to count (the message size limit applies anyway). */
+#define SMTP_BDAT_MAX ((size_t)1 << 40)
+
+/* check_bdat - "count [LAST]". Nothing can be told from data after a
+ * count we could not read, so a syntax error ends the session. */
+static int
+check_bdat(struct smtp_session *s, const char *arg)
+{
+	const char *p = arg;
+	size_t n = 0;
+
+	while (*p >= '0' && *p <= '9' && n <= SMTP_BDAT_MAX)
+		n = n * 10 + (size_t)(*p++ - '0');
+	bool ok = p > arg && n <= SMTP_BDAT_MAX;
+	bool last = false;
+	if (ok && *p) {
+		while (*p == ' ')
+			p++;
+		ok = strcasecmp(p, "LAST") == 0;
+		last = true;
+	}
+	if (!ok) {
+		log_info(s->id, "reject: BDAT from %s[%s]: bad chunk size; disconnecting",
+			 s->client_name, s->client_ip);
+		smtp_reply_id(s, RPL_BDAT_SYNTAX);
+		smtp_close(s);
+		return -1;
+	}
+	s->bdat_left = s->bdat_size = n;
+	s->bdat_last = last;
+	return 0;
+}
+
+/* bdat_policy_done - the data stage decided on the first chunk. */
+static void
+bdat_policy_done(struct smtp_session *s, const struct policy_verdict *v)
+{
+	if (s->closed)
+		return;
+	if (v->action == POLICY_REJECT || v->action == POLICY_TEMPFAIL) {
+		smtp_policy_refuse(s, PS_DATA, v);
+		smtp_txn_abort(s);
+		smtp_bdat_skip(s, -1);
+		return;
+	}
+	if (v->action == POLICY_DISCARD)
+		s->txn->discard = true;
+	smtp_bdat_start(s);
+}
+
+/* proceed_bdat - take the chunk into the transaction, or read it and refuse. */
+static void
+proceed_bdat(struct smtp_session *s)
+{
+	if (!s->txn) {
+		smtp_bdat_skip(s, RPL_NEED_MAIL);
+	} else if (s->txn->nrcpts == 0) {
+		if (s->txn->rcpt_attempts) {
+			s->txn->last_refusal = 554;
+			smtp_bdat_skip(s, RPL_NO_VALID_RCPT);
+		} else {
+			smtp_bdat_skip(s, RPL_NEED_RCPT);
+		}
+	} else if (!s->txn->msg) {
+		policy_run(s, PS_DATA, bdat_policy_done);
+	} else {
+		smtp_bdat_start(s);
+	}
 }
 
 /* ---- simple commands ---- */

@@ -4,7 +4,9 @@
  * The first two input bytes choose the settings (bare_newline reject or
  * normalize, long_lines, a tiny spool so the body spills to a file, small
  * size and header limits) and seed the split points; the rest is fed as
- * DATA content, once whole and once in random pieces. Checked:
+ * DATA content (or, when the second byte is odd, as BDAT content in
+ * chunked mode ended by msg_parser_finish()), once whole and once in
+ * random pieces. Checked:
  *  - the message ends exactly after the first <CRLF>.<CRLF> counting the
  *    DATA command's own CRLF, never elsewhere, with any split;
  *  - whole and split feeding build the same message;
@@ -132,13 +134,15 @@ rng(uint32_t *st)
 /* feed - run the parser over data; pieces of random size unless whole. */
 static void
 feed(struct run *r, const struct msg_limits *lim, const char *data, size_t size, int whole,
-     uint32_t seed)
+     uint32_t seed, int chunked)
 {
 	size_t off = 0;
 
 	memset(r, 0, sizeof(*r));
 	r->p = msg_parser_new(lim, &ops, &r->seen);
 	check(r->p != NULL);
+	if (chunked)
+		msg_parser_chunked(r->p);
 	while (off < size && !r->ended) {
 		size_t n = whole ? size - off : 1 + rng(&seed) % 17;
 		size_t used = (size_t)-1;
@@ -156,6 +160,12 @@ feed(struct run *r, const struct msg_limits *lim, const char *data, size_t size,
 		off += used;
 	}
 	r->used = off;
+	if (chunked) {
+		/* BDAT: nothing in the content ends it; the LAST chunk does. */
+		check(!r->ended && off == size);
+		msg_parser_finish(r->p);
+		r->ended = 1;
+	}
 	if (!r->ended)
 		return;
 
@@ -188,10 +198,10 @@ run_free(struct run *r)
  * at CRLF, bare CR or bare LF; a leading dot is removed from lines that
  * began after a real CRLF (or at the start of DATA). */
 static void
-model(const char *d, size_t n, struct bytes *out)
+model(const char *d, size_t n, struct bytes *out, int chunked)
 {
 	size_t i = 0;
-	int crlf_start = 1;
+	int crlf_start = !chunked;	/* BDAT content is never unstuffed */
 
 	while (i < n) {
 		size_t j = i;
@@ -203,7 +213,7 @@ model(const char *d, size_t n, struct bytes *out)
 		bytes_add(out, d + s, j - s);
 		bytes_add(out, "\r\n", 2);
 		if (j + 1 < n && d[j] == '\r' && d[j + 1] == '\n') {
-			crlf_start = 1;
+			crlf_start = !chunked;
 			i = j + 2;
 		} else {
 			crlf_start = 0;
@@ -276,6 +286,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	uint8_t mode = data[0];
 	uint32_t seed = data[1] | 0x100u;
+	int chunked = data[1] & 1;	/* BDAT: counted content, ended by finish */
 	const char *d = (const char *)data + 2;
 	size_t n = size - 2;
 
@@ -290,7 +301,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Where the message must end: the first CRLF.CRLF, the DATA command's
 	 * own CRLF counting as the first one. */
 	size_t expect_end = 0;
-	if (n >= 3 && memcmp(d, ".\r\n", 3) == 0)
+	if (chunked)
+		expect_end = n;
+	else if (n >= 3 && memcmp(d, ".\r\n", 3) == 0)
 		expect_end = 3;
 	else {
 		const char *t = memmem(d, n, "\r\n.\r\n", 5);
@@ -298,12 +311,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			expect_end = (size_t)(t - d) + 5;
 	}
 
-	feed(&whole, &lim, d, n, 1, seed);
-	feed(&split, &lim, d, n, 0, seed);
+	feed(&whole, &lim, d, n, 1, seed, chunked);
+	feed(&split, &lim, d, n, 0, seed, chunked);
 	for (struct run *r = &whole; r; r = r == &whole ? &split : NULL) {
 		struct message *m = msg_parser_message(r->p);
 
-		if (!expect_end) {
+		if (!expect_end && !chunked) {
 			check(!r->ended && r->used == n);
 			continue;
 		}
@@ -330,7 +343,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			bytes_add(&got, "\r\n", 2);
 		if (r->seen.body.len)
 			bytes_add(&got, r->seen.body.s, r->seen.body.len);
-		model(d, expect_end - 3, &want);
+		model(d, chunked ? n : expect_end - 3, &want, chunked);
 		check(got.len == want.len && (got.len == 0 || memcmp(got.s, want.s, got.len) == 0));
 		check(m->size == want.len);
 		free(got.s);

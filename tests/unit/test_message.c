@@ -358,6 +358,63 @@ static const struct msg_case bare_cases[] = {
 	  "..\r\nx\r\n" },
 };
 
+/* BDAT content (chunked mode): counted, so dots are data and nothing ends
+ * it but msg_parser_finish(); the stored form is stuffed for DATA. */
+static const struct msg_case chunked_cases[] = {
+	{ "plain", L(H "a\r\n"), 0, END, MSG_OK, "Subject: s", 1, "a\r\n", NULL },
+	{ "dots are data", L(H ".\r\n..\r\n.x\r\n"), 0, END, MSG_OK, "Subject: s", 1,
+	  ".\r\n..\r\n.x\r\n", "..\r\n...\r\n..x\r\n" },
+	{ "DATA terminator is data", L(H "a\r\n.\r\nQUIT\r\n"), 0, END, MSG_OK, "Subject: s", 1,
+	  "a\r\n.\r\nQUIT\r\n", "a\r\n..\r\nQUIT\r\n" },
+	{ "no final CRLF gets one", L(H "last"), 0, END, MSG_OK, "Subject: s", 1, "last\r\n", NULL },
+	{ "empty", L(""), 0, END, MSG_OK, "", 0, "", "" },
+	{ "headers only, no CRLF", L("A: b"), 0, END, MSG_OK, "A: b", 0, "", "" },
+	{ "final bare CR refused", L(H "a\r"), 0, END, MSG_BARE_NEWLINE, NULL, -1, NULL, NULL },
+	{ "final bare CR normalized", L(H "a\r"), NORM, END, MSG_OK, "Subject: s", 1, "a\r\n",
+	  NULL },
+	{ "bare LF refused", L(H "a\nb\r\n"), 0, END, MSG_BARE_NEWLINE, NULL, -1, NULL, NULL },
+	{ "NUL refused", L(H "a\0b\r\n"), 0, END, MSG_NUL, NULL, -1, NULL, NULL },
+};
+
+/* feed_chunked - as the session feeds BDAT chunks: every octet taken. */
+static void
+feed_chunked(struct outcome *o, const struct msg_limits *lim, const char *in, size_t len, size_t cut)
+{
+	size_t used;
+
+	memset(o, 0, sizeof(*o));
+	o->p = msg_parser_new(lim, &rec_ops, &o->rec);
+	assert_non_null(o->p);
+	msg_parser_chunked(o->p);
+	for (size_t off = 0; off < len; off += used) {
+		size_t n = cut && off < cut ? cut - off : len - off;
+		assert_int_equal(msg_parser_feed(o->p, in + off, n, &used), MSG_FEED_MORE);
+		assert_int_equal(used, n);
+	}
+	msg_parser_finish(o->p);
+	o->end = len;
+}
+
+/* chunked_table - BDAT mode, whole and cut in two everywhere. */
+static void
+chunked_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NROWS(chunked_cases); i++) {
+		const struct msg_case *c = &chunked_cases[i];
+		struct msg_limits lim = limits(c->mode);
+		struct outcome o;
+		char how[64];
+
+		for (size_t k = 0; k < c->len || k == 0; k++) {
+			snprintf(how, sizeof(how), k ? "cut at %zu" : "whole", k);
+			feed_chunked(&o, &lim, c->in, c->len, k);
+			check_outcome(c, i, &o, how);
+			msg_parser_free(o.p);
+		}
+	}
+}
+
 /* bare_newline_table - reject and normalize. */
 static void
 bare_newline_table(void **state)
@@ -660,6 +717,7 @@ main(void)
 		cmocka_unit_test(end_table),
 		cmocka_unit_test(dot_table),
 		cmocka_unit_test(bare_newline_table),
+		cmocka_unit_test(chunked_table),
 		cmocka_unit_test(nul_table),
 		cmocka_unit_test(line_length_limit),
 		cmocka_unit_test(size_limit),
