@@ -17,7 +17,8 @@ struct lists_strset;
  * after the prefix are ignored. Build a set in one thread, then share it:
  * lookups may run in many threads at once (the first lookup after adding
  * sorts the set, under a lock), adding while others look up may not.
- * Lookups cost one binary search per distinct prefix length in the set. */
+ * Networks are merged into disjoint address ranges when the set is sorted,
+ * so a lookup costs one binary search whatever the mix of prefix lengths. */
 struct lists_netset *lists_netset_new(void);
 int lists_netset_add(struct lists_netset *set, const char *cidr); /* 0 ok, -1 syntax */
 bool lists_netset_match(const struct lists_netset *set, const struct sockaddr *sa);

@@ -37,11 +37,19 @@
 /* Longest address auth_sender_owned() looks up (RFC 5321: 254 + slack). */
 #define AUTH_ADDR_MAX 512
 
+/* What the shared loader knows of an entry of either file: its key, which
+ * must be unique (a user name, or an address or "@domain"), and the line it
+ * came from. The first member of both entry types, so one comparison and
+ * one duplicate check serve both. */
+struct auth_entry {
+	char *key;
+	unsigned line;
+};
+
 struct auth_user {
-	char *name;
+	struct auth_entry e; /* key: the user name */
 	char *hash;
 	bool locked;
-	unsigned line;
 };
 
 struct auth_users {
@@ -52,10 +60,9 @@ struct auth_users {
 };
 
 struct auth_sender {
-	char *key; /* lowercased address or "@domain" */
+	struct auth_entry e; /* key: lowercased address or "@domain" */
 	char **users;
 	size_t nusers;
-	unsigned line;
 };
 
 struct auth_senders {
@@ -374,11 +381,125 @@ auth_skip_ws(char *s)
 	return s;
 }
 
-/* auth_user_cmp - qsort/bsearch order of users by name. */
+/* auth_entry_cmp - qsort/bsearch order of entries of either file by key. */
 static int
-auth_user_cmp(const void *a, const void *b)
+auth_entry_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct auth_user *)a)->name, ((const struct auth_user *)b)->name);
+	return strcmp(((const struct auth_entry *)a)->key, ((const struct auth_entry *)b)->key);
+}
+
+/*
+ * One file format for auth_file_load(): the entry size, what a duplicate
+ * key is called in the error, how one line becomes an entry, and how an
+ * entry (possibly half-built by a failed parse) is released.
+ */
+struct auth_format {
+	size_t size;
+	const char *what;
+	int (*parse)(char *line, void *entry, const char **why);
+	void (*clear)(void *entry);
+};
+
+/* auth_entries_free - clear n entries of a format and free the array. */
+static void
+auth_entries_free(const struct auth_format *fmt, void *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fmt->clear((char *)v + i * fmt->size);
+	free(v);
+}
+
+/* auth_entries_unique - sort by key; 0, or -1 with the later duplicate's
+ * FILE:LINE error in err. */
+static int
+auth_entries_unique(const struct auth_format *fmt, const char *path, void *v, size_t n,
+		    char *err, size_t errlen)
+{
+	if (n > 1)
+		qsort(v, n, fmt->size, auth_entry_cmp);
+	for (size_t i = 1; i < n; i++) {
+		const struct auth_entry *p = (const void *)((char *)v + (i - 1) * fmt->size);
+		const struct auth_entry *q = (const void *)((char *)v + i * fmt->size);
+
+		if (strcmp(p->key, q->key) == 0) {
+			unsigned a = p->line, b = q->line;
+
+			snprintf(err, errlen, "%s:%u: duplicate %s %s (first on line %u)", path,
+				 a > b ? a : b, fmt->what, q->key, a < b ? a : b);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * auth_file_load - read a file of one entry per line (bounded lines, '#'
+ * comments, blank lines) into a key-sorted array of fmt entries. Returns
+ * 0 with *vp and *np set, or -1 with "FILE:LINE: message" (or "FILE:
+ * errno") in err. Every entry in the array, even one whose parse failed
+ * half-way, is counted, so fmt->clear() releases all of it.
+ */
+static int
+auth_file_load(const struct auth_format *fmt, const char *path, void **vp, size_t *np,
+	       char *err, size_t errlen)
+{
+	char buf[AUTH_LINE_MAX];
+	unsigned lineno = 0;
+	size_t n = 0, cap = 0;
+	void *v = NULL;
+	FILE *f;
+	int r;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((r = auth_read_line(f, buf, sizeof(buf), &lineno)) != 0) {
+		const char *why = NULL;
+		char *line = auth_skip_ws(buf);
+		struct auth_entry *e;
+
+		if (r < 0) {
+			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			goto fail;
+		}
+		if (*line == '\0' || *line == '#')
+			continue;
+		if (n == cap) {
+			void *nv;
+
+			cap = cap ? cap * 2 : 16;
+			if ((nv = reallocarray(v, cap, fmt->size)) == NULL) {
+				snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
+				goto fail;
+			}
+			v = nv;
+		}
+		e = (void *)((char *)v + n * fmt->size);
+		memset(e, 0, fmt->size);
+		e->line = lineno;
+		n++;
+		if (fmt->parse(line, e, &why) < 0) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+			goto fail;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	fclose(f);
+	f = NULL;
+	if (auth_entries_unique(fmt, path, v, n, err, errlen) < 0)
+		goto fail;
+	*vp = v;
+	*np = n;
+	return 0;
+fail:
+	if (f != NULL)
+		fclose(f);
+	auth_entries_free(fmt, v, n);
+	return -1;
 }
 
 /* auth_hash_usable - whether this libcrypt can verify the hash. */
@@ -395,10 +516,12 @@ auth_hash_usable(const char *hash)
 	}
 }
 
-/* auth_users_parse - one "user:hash" line into e; 0 or -1 with why set. */
+/* auth_users_parse - one "user:hash" line into an auth_user; 0 or -1 with
+ * why set (what was allocated is left for auth_user_clear()). */
 static int
-auth_users_parse(char *line, struct auth_user *e, const char **why)
+auth_users_parse(char *line, void *entry, const char **why)
 {
+	struct auth_user *e = entry;
 	char *colon, *hash, *end;
 
 	if ((colon = strchr(line, ':')) == NULL) {
@@ -422,93 +545,61 @@ auth_users_parse(char *line, struct auth_user *e, const char **why)
 		*why = "password hash method unknown to or disabled in libcrypt";
 		return -1;
 	}
-	e->name = strdup(line);
-	e->hash = strdup(hash);
-	if (e->name == NULL || e->hash == NULL) {
-		free(e->name);
-		free(e->hash);
+	if ((e->e.key = strdup(line)) == NULL || (e->hash = strdup(hash)) == NULL) {
 		*why = "out of memory";
 		return -1;
 	}
 	return 0;
 }
 
+/* auth_user_clear - release one auth_user's strings. */
+static void
+auth_user_clear(void *entry)
+{
+	struct auth_user *e = entry;
+
+	free(e->e.key);
+	if (e->hash != NULL) {
+		/* Hashes are secrets too (offline cracking). */
+		explicit_bzero(e->hash, strlen(e->hash));
+		free(e->hash);
+	}
+}
+
+static const struct auth_format auth_users_format = {
+	.size = sizeof(struct auth_user),
+	.what = "user",
+	.parse = auth_users_parse,
+	.clear = auth_user_clear,
+};
+
 /* auth_users_load - read the auth_users file. */
 struct auth_users *
 auth_users_load(const char *path, char *err, size_t errlen)
 {
 	struct auth_users *u;
-	char buf[AUTH_LINE_MAX];
-	unsigned lineno = 0;
-	size_t cap = 0;
-	FILE *f;
-	int r;
+	unsigned first = 0;
+	void *v;
+	size_t n;
 
-	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (auth_file_load(&auth_users_format, path, &v, &n, err, errlen) < 0)
 		return NULL;
-	}
 	if ((u = calloc(1, sizeof(*u))) == NULL) {
-		fclose(f);
+		auth_entries_free(&auth_users_format, v, n);
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
 	atomic_init(&u->refs, 1);
-	while ((r = auth_read_line(f, buf, sizeof(buf), &lineno)) != 0) {
-		const char *why = NULL;
-		char *line = auth_skip_ws(buf);
-
-		if (r < 0) {
-			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-			goto fail;
-		}
-		if (*line == '\0' || *line == '#')
-			continue;
-		if (u->n == cap) {
-			struct auth_user *nv;
-
-			cap = cap ? cap * 2 : 16;
-			if ((nv = reallocarray(u->v, cap, sizeof(*nv))) == NULL) {
-				snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
-				goto fail;
-			}
-			u->v = nv;
-		}
-		memset(&u->v[u->n], 0, sizeof(u->v[u->n]));
-		u->v[u->n].line = lineno;
-		if (auth_users_parse(line, &u->v[u->n], &why) < 0) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
-			goto fail;
-		}
-		u->n++;
-	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	fclose(f);
-	f = NULL;
+	u->v = v;
+	u->n = n;
 	/* The first usable hash in file order sets the cost for unknown users. */
-	for (size_t i = 0; i < u->n && u->dummy == NULL; i++)
-		if (!u->v[i].locked)
+	for (size_t i = 0; i < u->n; i++) {
+		if (!u->v[i].locked && (u->dummy == NULL || u->v[i].e.line < first)) {
 			u->dummy = u->v[i].hash;
-	if (u->n > 1)
-		qsort(u->v, u->n, sizeof(*u->v), auth_user_cmp);
-	for (size_t i = 1; i < u->n; i++) {
-		if (strcmp(u->v[i - 1].name, u->v[i].name) == 0) {
-			unsigned a = u->v[i - 1].line, b = u->v[i].line;
-
-			snprintf(err, errlen, "%s:%u: duplicate user %s (first on line %u)", path,
-				 a > b ? a : b, u->v[i].name, a < b ? a : b);
-			goto fail;
+			first = u->v[i].e.line;
 		}
 	}
 	return u;
-fail:
-	if (f != NULL)
-		fclose(f);
-	auth_users_free(u);
-	return NULL;
 }
 
 /* auth_users_ref - one more reference. */
@@ -526,13 +617,7 @@ auth_users_free(struct auth_users *u)
 {
 	if (u == NULL || atomic_fetch_sub(&u->refs, 1) != 1)
 		return;
-	for (size_t i = 0; i < u->n; i++) {
-		free(u->v[i].name);
-		/* Hashes are secrets too (offline cracking). */
-		explicit_bzero(u->v[i].hash, strlen(u->v[i].hash));
-		free(u->v[i].hash);
-	}
-	free(u->v);
+	auth_entries_free(&auth_users_format, u->v, u->n);
 	free(u);
 }
 
@@ -547,11 +632,11 @@ auth_users_count(const struct auth_users *u)
 static const struct auth_user *
 auth_users_find(const struct auth_users *u, const char *user)
 {
-	struct auth_user key = {.name = (char *)user};
+	struct auth_user key = {.e.key = (char *)user};
 
 	if (u == NULL || user == NULL || u->n == 0)
 		return NULL;
-	return bsearch(&key, u->v, u->n, sizeof(*u->v), auth_user_cmp);
+	return bsearch(&key, u->v, u->n, sizeof(*u->v), auth_entry_cmp);
 }
 
 /* auth_users_exists - whether user is listed. */
@@ -601,13 +686,6 @@ auth_users_verify(const struct auth_users *u, const char *user, const char *pass
 	return rc;
 }
 
-/* auth_sender_cmp - qsort/bsearch order of sender entries by key. */
-static int
-auth_sender_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct auth_sender *)a)->key, ((const struct auth_sender *)b)->key);
-}
-
 /* auth_lower - ASCII lowercase in place. */
 static void
 auth_lower(char *s)
@@ -628,10 +706,12 @@ auth_key_valid(const char *k)
 	return at != k || strchr(k + 1, '@') == NULL;
 }
 
-/* auth_senders_parse - one "key user[,user...]" line into e. */
+/* auth_senders_parse - one "key user[,user...]" line into an auth_sender
+ * (what was allocated is left for auth_sender_clear()). */
 static int
-auth_senders_parse(char *line, struct auth_sender *e, const char **why)
+auth_senders_parse(char *line, void *entry, const char **why)
 {
+	struct auth_sender *e = entry;
 	char *key = line, *rest, *tok, *save = NULL;
 
 	rest = line + strcspn(line, " \t");
@@ -641,9 +721,9 @@ auth_senders_parse(char *line, struct auth_sender *e, const char **why)
 		*why = "expected an address or @domain";
 		return -1;
 	}
-	if ((e->key = strdup(key)) == NULL)
+	if ((e->e.key = strdup(key)) == NULL)
 		goto nomem;
-	auth_lower(e->key);
+	auth_lower(e->e.key);
 	for (tok = strtok_r(rest, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
 		char **nu;
 
@@ -670,79 +750,44 @@ nomem:
 	return -1;
 }
 
+/* auth_sender_clear - release one auth_sender's strings. */
+static void
+auth_sender_clear(void *entry)
+{
+	struct auth_sender *e = entry;
+
+	for (size_t j = 0; j < e->nusers; j++)
+		free(e->users[j]);
+	free(e->users);
+	free(e->e.key);
+}
+
+static const struct auth_format auth_senders_format = {
+	.size = sizeof(struct auth_sender),
+	.what = "entry",
+	.parse = auth_senders_parse,
+	.clear = auth_sender_clear,
+};
+
 /* auth_senders_load - read the sender_logins file. */
 struct auth_senders *
 auth_senders_load(const char *path, char *err, size_t errlen)
 {
 	struct auth_senders *s;
-	char buf[AUTH_LINE_MAX];
-	unsigned lineno = 0;
-	size_t cap = 0;
-	FILE *f;
-	int r;
+	void *v;
+	size_t n;
 
-	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (auth_file_load(&auth_senders_format, path, &v, &n, err, errlen) < 0)
 		return NULL;
-	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		fclose(f);
+		auth_entries_free(&auth_senders_format, v, n);
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
 	atomic_init(&s->refs, 1);
-	while ((r = auth_read_line(f, buf, sizeof(buf), &lineno)) != 0) {
-		const char *why = NULL;
-		char *line = auth_skip_ws(buf);
-
-		if (r < 0) {
-			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-			goto fail;
-		}
-		if (*line == '\0' || *line == '#')
-			continue;
-		if (s->n == cap) {
-			struct auth_sender *nv;
-
-			cap = cap ? cap * 2 : 16;
-			if ((nv = reallocarray(s->v, cap, sizeof(*nv))) == NULL) {
-				snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
-				goto fail;
-			}
-			s->v = nv;
-		}
-		memset(&s->v[s->n], 0, sizeof(s->v[s->n]));
-		s->v[s->n].line = lineno;
-		/* Counted before parsing so a half-built entry is freed. */
-		s->n++;
-		if (auth_senders_parse(line, &s->v[s->n - 1], &why) < 0) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
-			goto fail;
-		}
-	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	fclose(f);
-	f = NULL;
-	if (s->n > 1)
-		qsort(s->v, s->n, sizeof(*s->v), auth_sender_cmp);
-	for (size_t i = 1; i < s->n; i++) {
-		if (strcmp(s->v[i - 1].key, s->v[i].key) == 0) {
-			unsigned a = s->v[i - 1].line, b = s->v[i].line;
-
-			snprintf(err, errlen, "%s:%u: duplicate entry %s (first on line %u)", path,
-				 a > b ? a : b, s->v[i].key, a < b ? a : b);
-			goto fail;
-		}
-	}
+	s->v = v;
+	s->n = n;
 	return s;
-fail:
-	if (f != NULL)
-		fclose(f);
-	auth_senders_free(s);
-	return NULL;
 }
 
 /* auth_senders_ref - one more reference. */
@@ -760,13 +805,7 @@ auth_senders_free(struct auth_senders *s)
 {
 	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
-	for (size_t i = 0; i < s->n; i++) {
-		for (size_t j = 0; j < s->v[i].nusers; j++)
-			free(s->v[i].users[j]);
-		free(s->v[i].users);
-		free(s->v[i].key);
-	}
-	free(s->v);
+	auth_entries_free(&auth_senders_format, s->v, s->n);
 	free(s);
 }
 
@@ -781,11 +820,11 @@ auth_senders_count(const struct auth_senders *s)
 static const struct auth_sender *
 auth_senders_find(const struct auth_senders *s, const char *key)
 {
-	struct auth_sender k = {.key = (char *)key};
+	struct auth_sender k = {.e.key = (char *)key};
 
 	if (s->n == 0)
 		return NULL;
-	return bsearch(&k, s->v, s->n, sizeof(*s->v), auth_sender_cmp);
+	return bsearch(&k, s->v, s->n, sizeof(*s->v), auth_entry_cmp);
 }
 
 /* auth_sender_lists - whether the entry names the user. */

@@ -564,23 +564,13 @@ ctl_info(void *arg, struct control_info *info)
 	info->sessions = (long)__atomic_load_n(&srv->sessions, __ATOMIC_RELAXED);
 }
 
-/* ctl_sessions - `show sessions`. */
+static int server_describe_sessions(struct server *srv, struct evbuffer *out);
+
+/* ctl_sessions - `show sessions`: each worker describes its own sessions. */
 static int
 ctl_sessions(void *arg, struct evbuffer *out)
 {
-	struct server *srv = arg;
-	char line[640];
-
-	for (unsigned i = 0; i < srv->nworkers; i++) {
-		struct worker *w = &srv->workers[i];
-		pthread_mutex_lock(&w->lock);
-		for (struct smtp_session *s = w->sessions; s; s = s->next) {
-			smtp_session_describe(s, line, sizeof(line));
-			evbuffer_add_printf(out, "%s\n", line);
-		}
-		pthread_mutex_unlock(&w->lock);
-	}
-	return 0;
+	return server_describe_sessions(arg, out);
 }
 
 /* ctl_reload - `reload`. */
@@ -800,5 +790,167 @@ server_run(const char *config_path, struct config *cf)
 	log_info(NULL, "stopped");
 	free(srv);
 	rc = 0;
+	return rc;
+}
+
+/* ---- show sessions ---- */
+
+/* How long `show sessions` waits for every worker's answer. */
+#define SERVER_DESCRIBE_TIMEOUT_MS 2000
+
+/*
+ * One `show sessions` request. A session's fields (state, helo, the
+ * transaction) change on its worker's loop without a lock, so only that
+ * loop may read them: the control thread posts a job to every worker and
+ * waits, bounded, for all of them. A worker that answers after the wait
+ * gave up still finds its job: the last of the control thread and the
+ * posted jobs to let go frees the request.
+ */
+struct server_describe;
+
+struct server_describe_job {
+	struct server_describe *req;
+	struct worker *w;
+	struct evbuffer *text; /* this worker's lines */
+};
+
+struct server_describe {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	unsigned pending; /* posted jobs not yet run */
+	unsigned refs;	  /* the control thread + posted jobs not yet run */
+	unsigned n;
+	struct server_describe_job job[];
+};
+
+/* server_describe_free - release a request and its buffers. */
+static void
+server_describe_free(struct server_describe *req)
+{
+	for (unsigned i = 0; i < req->n; i++)
+		if (req->job[i].text != NULL)
+			evbuffer_free(req->job[i].text);
+	pthread_cond_destroy(&req->done);
+	pthread_mutex_destroy(&req->lock);
+	free(req);
+}
+
+/* server_describe_release - drop one reference; marks one job done when
+ * asked; frees the request at zero. */
+static void
+server_describe_release(struct server_describe *req, bool job_done)
+{
+	bool last;
+
+	pthread_mutex_lock(&req->lock);
+	if (job_done && --req->pending == 0)
+		pthread_cond_signal(&req->done);
+	last = --req->refs == 0;
+	pthread_mutex_unlock(&req->lock);
+	if (last)
+		server_describe_free(req);
+}
+
+/* server_describe_worker - runs on a worker: one line per session it owns. */
+static void
+server_describe_worker(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_describe_job *job = arg;
+	char line[640];
+
+	/* This loop is the only writer of its list and of its sessions. */
+	for (struct smtp_session *s = job->w->sessions; s; s = s->next) {
+		smtp_session_describe(s, line, sizeof(line));
+		evbuffer_add_printf(job->text, "%s\n", line);
+	}
+	server_describe_release(job->req, true);
+}
+
+/* server_describe_new - a request for n workers with its buffers; NULL
+ * when out of memory. */
+static struct server_describe *
+server_describe_new(struct server *srv)
+{
+	struct server_describe *req;
+	pthread_condattr_t ca;
+	unsigned n = srv->nworkers;
+
+	if ((req = calloc(1, sizeof(*req) + n * sizeof(req->job[0]))) == NULL)
+		return NULL;
+	pthread_mutex_init(&req->lock, NULL);
+	pthread_condattr_init(&ca);
+	/* The wait's deadline must not move with the wall clock. */
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&req->done, &ca);
+	pthread_condattr_destroy(&ca);
+	req->n = n;
+	req->refs = 1;
+	for (unsigned i = 0; i < n; i++) {
+		req->job[i].req = req;
+		req->job[i].w = &srv->workers[i];
+		if ((req->job[i].text = evbuffer_new()) == NULL) {
+			server_describe_free(req);
+			return NULL;
+		}
+	}
+	return req;
+}
+
+/*
+ * server_describe_sessions - every worker's sessions, in worker order, one
+ * line each (smtp_session_describe()). Blocks the calling (control)
+ * thread for at most SERVER_DESCRIBE_TIMEOUT_MS. 0, or -1 with the reason
+ * in out.
+ */
+static int
+server_describe_sessions(struct server *srv, struct evbuffer *out)
+{
+	static const struct timeval now = {0, 0};
+	struct server_describe *req;
+	unsigned posted = 0, late;
+	struct timespec deadline;
+	int rc = 0;
+
+	if ((req = server_describe_new(srv)) == NULL) {
+		evbuffer_add_printf(out, "out of memory");
+		return -1;
+	}
+	/* Counted before posting: a worker may answer before the loop ends. */
+	pthread_mutex_lock(&req->lock);
+	req->pending = req->n;
+	req->refs = req->n + 1;
+	pthread_mutex_unlock(&req->lock);
+	for (unsigned i = 0; i < req->n; i++) {
+		if (event_base_once(req->job[i].w->base, -1, EV_TIMEOUT, server_describe_worker,
+				    &req->job[i], &now) == 0) {
+			posted++;
+			continue;
+		}
+		server_describe_release(req, true);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += SERVER_DESCRIBE_TIMEOUT_MS / 1000;
+	deadline.tv_nsec += (SERVER_DESCRIBE_TIMEOUT_MS % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&req->lock);
+	while (req->pending > 0 &&
+	       pthread_cond_timedwait(&req->done, &req->lock, &deadline) != ETIMEDOUT)
+		;
+	late = req->pending;
+	pthread_mutex_unlock(&req->lock);
+	if (posted < req->n) {
+		evbuffer_add_printf(out, "cannot reach %u of %u workers", req->n - posted, req->n);
+		rc = -1;
+	} else if (late > 0) {
+		evbuffer_add_printf(out, "%u of %u workers did not answer in time", late, req->n);
+		rc = -1;
+	} else {
+		for (unsigned i = 0; i < req->n; i++)
+			evbuffer_add_buffer(out, req->job[i].text);
+	}
+	server_describe_release(req, false);
 	return rc;
 }

@@ -137,6 +137,129 @@ netset_large_list(void **state)
 	lists_netset_free(set);
 }
 
+/* One lookup against its own small set: edge cases of prefix lengths,
+ * mapped addresses, nesting and adjacency (networks are merged into ranges). */
+struct edge_case {
+	const char *name;
+	const char *nets; /* space-separated */
+	const char *ip;
+	bool expect;
+	size_t count; /* distinct networks */
+};
+
+static const struct edge_case edge_cases[] = {
+	{ "v4 /0 matches all v4", "0.0.0.0/0", "255.255.255.255", true, 1 },
+	{ "v4 /0 matches mapped", "0.0.0.0/0", "::ffff:0.0.0.0", true, 1 },
+	{ "v4 /0 not v6", "0.0.0.0/0", "::", false, 1 },
+	{ "v6 /0 matches v6", "::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true, 1 },
+	{ "v6 /0 not v4", "::/0", "192.0.2.1", false, 1 },
+	{ "v6 /0 not mapped", "::/0", "::ffff:192.0.2.1", false, 1 },
+	{ "v4 /32 exact", "192.0.2.1/32", "192.0.2.1", true, 1 },
+	{ "v4 /32 next", "192.0.2.1/32", "192.0.2.2", false, 1 },
+	{ "v4 /32 previous", "192.0.2.1/32", "192.0.2.0", false, 1 },
+	{ "v4 top address", "255.255.255.255/32", "255.255.255.255", true, 1 },
+	{ "v4 bottom address", "0.0.0.0/32", "0.0.0.0", true, 1 },
+	{ "v4 bottom not next", "0.0.0.0/32", "0.0.0.1", false, 1 },
+	{ "v6 /128 exact", "2001:db8::1/128", "2001:db8::1", true, 1 },
+	{ "v6 /128 next", "2001:db8::1/128", "2001:db8::2", false, 1 },
+	{ "v6 top address", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+	  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true, 1 },
+	{ "v6 :: exact", "::/128", "::", true, 1 },
+	{ "v6 :: not ::1", "::/128", "::1", false, 1 },
+	{ "mapped /96 is v4 /0", "::ffff:0:0/96", "203.0.113.9", true, 1 },
+	{ "mapped /96 not v6", "::ffff:0:0/96", "2001:db8::1", false, 1 },
+	{ "mapped /128 is v4 /32", "::ffff:192.0.2.5/128", "192.0.2.5", true, 1 },
+	{ "mapped /128 via mapped", "::ffff:192.0.2.5", "::ffff:192.0.2.5", true, 1 },
+	{ "mapped /128 neighbour", "::ffff:192.0.2.5", "192.0.2.6", false, 1 },
+	{ "mapped /95 stays v6", "::ffff:0:0/95", "192.0.2.1", false, 1 },
+	{ "mapped /95 matches v6", "::ffff:0:0/95", "::fffe:0:1", true, 1 },
+	{ "v4 and mapped same net", "192.0.2.0/24 ::ffff:192.0.2.0/120", "192.0.2.9", true, 1 },
+	{ "v4 host bits cleared", "192.0.2.77/24", "192.0.2.1", true, 1 },
+	{ "v4 host bits dedupe", "192.0.2.77/24 192.0.2.0/24", "192.0.3.0", false, 1 },
+	{ "v6 host bits cleared", "2001:db8::ffff/112", "2001:db8::1", true, 1 },
+	{ "mapped host bits cleared", "::ffff:192.0.2.77/120", "192.0.2.200", true, 1 },
+	{ "nested: inner hit", "10.0.0.0/8 10.1.2.0/24", "10.1.2.3", true, 2 },
+	{ "nested: outer hit", "10.1.2.0/24 10.0.0.0/8", "10.200.0.1", true, 2 },
+	{ "nested: outside", "10.0.0.0/8 10.1.2.0/24", "11.0.0.0", false, 2 },
+	{ "adjacent: end of first", "192.0.2.0/25 192.0.2.128/25", "192.0.2.127", true, 2 },
+	{ "adjacent: start of second", "192.0.2.0/25 192.0.2.128/25", "192.0.2.128", true, 2 },
+	{ "adjacent: after both", "192.0.2.0/25 192.0.2.128/25", "192.0.3.0", false, 2 },
+	{ "gap between", "192.0.2.1 192.0.2.3", "192.0.2.2", false, 2 },
+	{ "gap below", "192.0.2.1 192.0.2.3", "192.0.2.0", false, 2 },
+	{ "gap above", "192.0.2.1 192.0.2.3", "192.0.2.4", false, 2 },
+	{ "v6 nested in /0", "::/0 2001:db8::/32", "::1", true, 2 },
+	{ "v6 adjacent /64s", "2001:db8:0:1::/64 2001:db8:0:2::/64", "2001:db8:0:2:ffff::", true,
+	  2 },
+	{ "v6 gap", "2001:db8:0:1::/64 2001:db8:0:3::/64", "2001:db8:0:2::1", false, 2 },
+	{ "v4 top and v6 low", "255.255.255.255 ::", "::", true, 2 },
+	{ "both families one each", "192.0.2.0/24 2001:db8::/32", "2001:db8:ffff::", true, 2 },
+};
+
+/* netset_edges - every row of edge_cases, each on a fresh set. */
+static void
+netset_edges(void **state)
+{
+	for (size_t i = 0; i < sizeof(edge_cases) / sizeof(edge_cases[0]); i++) {
+		const struct edge_case *c = &edge_cases[i];
+		struct lists_netset *set = lists_netset_new();
+		char buf[256], *save = NULL;
+		bool got;
+
+		snprintf(buf, sizeof(buf), "%s", c->nets);
+		for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+			if (lists_netset_add(set, w) != 0)
+				fail_msg("row %s: cannot add %s", c->name, w);
+		got = lists_netset_match_str(set, c->ip);
+		if (got != c->expect || lists_netset_count(set) != c->count)
+			fail_msg("row %s: %s in {%s}: got %d count %zu, want %d count %zu", c->name,
+				 c->ip, c->nets, got, lists_netset_count(set), c->expect, c->count);
+		lists_netset_free(set);
+	}
+}
+
+/* One lists_parse_cidr() case: family, masked address and length. */
+struct cidr_case {
+	const char *cidr;
+	int family;
+	const char *addr; /* canonical text of the masked address */
+	unsigned plen;
+};
+
+static const struct cidr_case cidr_cases[] = {
+	{ "192.0.2.77/24", AF_INET, "192.0.2.0", 24 },
+	{ "192.0.2.77", AF_INET, "192.0.2.77", 32 },
+	{ "192.0.2.77/0", AF_INET, "0.0.0.0", 0 },
+	{ "::ffff:192.0.2.77/120", AF_INET, "192.0.2.0", 24 },
+	{ "::ffff:192.0.2.77", AF_INET, "192.0.2.77", 32 },
+	{ "::ffff:192.0.2.77/96", AF_INET, "0.0.0.0", 0 },
+	{ "::ffff:192.0.2.77/95", AF_INET6, "::fffe:0:0", 95 },
+	{ "2001:db8::ffff/112", AF_INET6, "2001:db8::", 112 },
+	{ "2001:db8::1", AF_INET6, "2001:db8::1", 128 },
+	{ "ffff::1/0", AF_INET6, "::", 0 },
+	{ "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/127", AF_INET6,
+	  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 127 },
+};
+
+/* parse_cidr_table - every row of cidr_cases. */
+static void
+parse_cidr_table(void **state)
+{
+	for (size_t i = 0; i < sizeof(cidr_cases) / sizeof(cidr_cases[0]); i++) {
+		const struct cidr_case *c = &cidr_cases[i];
+		unsigned char addr[16];
+		char text[INET6_ADDRSTRLEN];
+		unsigned plen;
+		int family;
+
+		if (lists_parse_cidr(c->cidr, &family, addr, &plen) != 0)
+			fail_msg("row %s: refused", c->cidr);
+		inet_ntop(family, addr, text, sizeof(text));
+		if (family != c->family || plen != c->plen || strcmp(text, c->addr) != 0)
+			fail_msg("row %s: family %d %s/%u, want %d %s/%u", c->cidr, family, text,
+				 plen, c->family, c->addr, c->plen);
+	}
+}
+
 /* One string lookup: exact membership and domain matching. */
 struct str_case {
 	const char *s;
@@ -307,6 +430,8 @@ main(void)
 		cmocka_unit_test(netset_rejects_bad_syntax),
 		cmocka_unit_test(netset_sockaddr_and_zero_prefix),
 		cmocka_unit_test(netset_large_list),
+		cmocka_unit_test(netset_edges),
+		cmocka_unit_test(parse_cidr_table),
 		cmocka_unit_test(strset_table),
 		cmocka_unit_test(strset_grows),
 		cmocka_unit_test(load_file_table),
