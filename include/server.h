@@ -78,7 +78,7 @@ struct server {
 	struct dkimv_lib *dkim;
 	struct dmarcv_lib *dmarc;
 	time_t started;
-	volatile int stopping;
+	int stopping;                     /* 0, 1 draining, 2 closing: __atomic_* only */
 	unsigned sessions;                /* atomic */
 	pthread_mutex_t iplock;           /* per-client-address session counts */
 	struct server_ipcount **ipcounts;

@@ -419,7 +419,7 @@ static void
 worker_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	bool all = w->srv->stopping > 1;
+	bool all = __atomic_load_n(&w->srv->stopping, __ATOMIC_ACQUIRE) > 1;
 
 	for (struct smtp_session *s = w->sessions, *next; s; s = next) {
 		next = s->next;
@@ -484,11 +484,12 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(m->base, NULL);
 		return;
 	}
-	if (mono_now() >= m->deadline && srv->stopping == 1) {
+	int stopping = __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE);
+	if (mono_now() >= m->deadline && stopping == 1) {
 		log_info(NULL, "shutdown_timeout reached: closing %u sessions", n);
-		srv->stopping = 2;
+		__atomic_store_n(&srv->stopping, 2, __ATOMIC_RELEASE);
 		m->deadline = mono_now() + 5;
-	} else if (srv->stopping == 2 && mono_now() >= m->deadline) {
+	} else if (stopping == 2 && mono_now() >= m->deadline) {
 		log_warnx(NULL, "%u sessions did not close; exiting", n);
 		event_base_loopexit(m->base, NULL);
 		return;
@@ -505,11 +506,11 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	struct mainloop *m = arg;
 	struct server *srv = m->srv;
 
-	if (srv->stopping)
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
 		return;
 	log_info(NULL, "stopping: no new connections; %u sessions open",
 		 __atomic_load_n(&srv->sessions, __ATOMIC_RELAXED));
-	srv->stopping = 1;
+	__atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
 	struct config *cf = server_config(srv);
 	m->deadline = mono_now() + cf->shutdown_timeout;
 	config_unref(cf);

@@ -844,9 +844,10 @@ smtp_session_start(struct worker *w, const struct server_listener *li, int fd,
 	}
 	smtp_bev_install(s, s->bev);
 
-	if (n > s->cf->max_sessions || srv->stopping) {
+	int stopping = __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE);
+	if (n > s->cf->max_sessions || stopping) {
 		log_info(s->id, "reject: too many connections (%u) from [%s]", n, s->client_ip);
-		smtp_reply_id(s, srv->stopping ? RPL_SHUTDOWN : RPL_TOO_MANY_SESSIONS);
+		smtp_reply_id(s, stopping ? RPL_SHUTDOWN : RPL_TOO_MANY_SESSIONS);
 		smtp_close(s);
 		return;
 	}
