@@ -41,6 +41,7 @@
 #include "lists.h"
 #include "log.h"
 #include "message.h"
+#include "mime_words.h"
 #include "msg_addr.h"
 #include "policy.h"
 #include "policy_internal.h"
@@ -126,7 +127,9 @@ from_facts(struct smtp_session *s, struct msg_addr addrs[2], int *nfrom, bool *s
 		if (n >= 1) {
 			snprintf(st->from_addr, sizeof(st->from_addr), "%s", addrs[0].addr);
 			snprintf(st->from_domain, sizeof(st->from_domain), "%s", addrs[0].domain);
-			snprintf(st->from_name, sizeof(st->from_name), "%s", addrs[0].name);
+			/* As mail clients show it: "=?UTF-8?B?...?=" names hide nothing. */
+			mime_words_decode(addrs[0].name, strlen(addrs[0].name), st->from_name,
+					  sizeof(st->from_name));
 		}
 	}
 	return n;

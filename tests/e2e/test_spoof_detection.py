@@ -91,9 +91,15 @@ def spoofs(r):
     ('Payroll Team <pay@hr.example.org>', []),
     ('"Payrolls" <pay@evil.test>', []),
     ('John Smith <john@env.example>', []),
+    # RFC 2047: what the recipient's client shows is what counts.
+    ('=?UTF-8?B?Y2VvQGV4YW1wbGUub3Jn?= <x@evil.test>', ["Display"]),
+    ('=?UTF-8?Q?Jane_Doe?= <jane@evil.test>', ["Display"]),
+    ('"=?ISO-8859-1?Q?ceo=40example=2Eorg?=" <x@evil.test>', ["Display"]),
+    ('=?UTF-8?Q?John_Smith?= <john@env.example>', []),
 ], ids=["foreign_address", "address_in_words", "own_address", "protected_name",
         "protected_name_allowed_domain", "protected_regex", "protected_regex_subdomain_allowed",
-        "regex_word_boundary", "plain_name"])
+        "regex_word_boundary", "plain_name", "encoded_address", "encoded_protected_name",
+        "encoded_in_quotes", "encoded_plain_name"])
 def test_display_name_spoofing(rv, frm, want):
     got = [f for f in deliver(rv, frm, sender="x@env.example") if f == "Display"]
     assert got == want
