@@ -328,7 +328,7 @@ send_xclient(struct backend *be)
 		n += snprintf(line + n, sizeof(line) - n, " PROTO=%s", s->esmtp ? "ESMTP" : "SMTP");
 	if (has_attr(be, "LOGIN") && s->auth) {
 		xtext(v, sizeof(v), s->auth_user);
-		n += snprintf(line + n, sizeof(line) - n, " LOGIN=%s", v);
+		snprintf(line + n, sizeof(line) - n, " LOGIN=%s", v);	/* the last attribute */
 	}
 	be->phase = BP_XCLIENT;
 	be_write(be, line);
@@ -726,7 +726,8 @@ be_next_command(struct backend *be)
 	if (!be->head)
 		be->tail = NULL;
 	be->cur = c;
-	if (c->msg) {
+	/* backend_message() queues a message (msg set, no line); backend_command() a line. */
+	if (c->line == NULL) {
 		be->phase = BP_DATA;
 		be->body_off = 0;
 		be_write(be, "DATA");

@@ -253,14 +253,15 @@ spf_layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type, int 
 	if (run != NULL) {
 		if (st == DNS_TIMEOUT || st == DNS_SERVFAIL)
 			run->temp++;
-		if (st == DNS_OK && type == ns_t_mx && ans->count > SPF_MX_LIMIT)
+		if (st == DNS_OK && ans != NULL && type == ns_t_mx && ans->count > SPF_MX_LIMIT)
 			run->mx_over = 1;
 		if ((st == DNS_NODATA || st == DNS_NXDOMAIN) &&
 		    (type == ns_t_a || type == ns_t_aaaa || type == ns_t_mx))
 			run->voids++;
 	}
 	rr = SPF_dns_rr_new_init(layer, domain, type, ans ? (int)ans->ttl : 0, spf_herrno(st));
-	if (rr != NULL && st == DNS_OK && spf_fill_rr(rr, type, ans) < 0)
+	/* dns_query() always sets ans on DNS_OK; the test is for the analyser. */
+	if (rr != NULL && st == DNS_OK && ans != NULL && spf_fill_rr(rr, type, ans) < 0)
 		rr->herrno = TRY_AGAIN;
 	dns_answer_free(ans);
 	return rr;

@@ -607,6 +607,7 @@ control_set_timeout(struct control *c, unsigned ms)
 void
 control_free(struct control *c)
 {
+	struct control_conn *cc, *next;
 	struct stat sb;
 
 	if (c == NULL)
@@ -616,8 +617,11 @@ control_free(struct control *c)
 			;
 		pthread_join(c->thread, NULL);
 	}
-	while (!TAILQ_EMPTY(&c->conns))
-		control_conn_free(TAILQ_FIRST(&c->conns));
+	/* Next saved before each free (clang's analyser cannot follow TAILQ_REMOVE). */
+	for (cc = TAILQ_FIRST(&c->conns); cc != NULL; cc = next) {
+		next = TAILQ_NEXT(cc, entry);
+		control_conn_free(cc);
+	}
 	if (c->listener != NULL)
 		evconnlistener_free(c->listener);
 	if (c->stopev != NULL)

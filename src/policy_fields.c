@@ -73,6 +73,9 @@ body_text(struct smtp_session *s)
 {
 	struct policy_state *st = s->pol;
 
+	/* No policy state (get() then uses a static empty one): nowhere to keep it. */
+	if (st == NULL)
+		return NULL;
 	if (st->body)
 		return st->body;
 	struct message *m = msg_parser_message(s->txn->msg);

@@ -89,7 +89,7 @@ clean_ok(unsigned char c, enum clean_kind kind, bool utf8)
 static void
 rb_clean(struct rbuf *b, const char *s, enum clean_kind kind, size_t max, bool utf8)
 {
-	for (size_t i = 0; s[i] && i < max; i++) {
+	for (size_t i = 0; i < max && s[i]; i++) {
 		char c = clean_ok((unsigned char)s[i], kind, utf8) ? s[i] : '?';
 		rb_add(b, &c, 1);
 	}

@@ -557,7 +557,8 @@ session_loop(struct smtp_session *s)
 	smtp_session_ref(s);
 	do {
 		s->again = false;
-		while (!s->busy && !s->closed && s->state != SS_CLOSING) {
+		/* s stays allocated: the reference taken above outlives any smtp_drop(). */
+		while (!s->busy && !s->closed && s->state != SS_CLOSING) { // NOLINT(clang-analyzer-unix.Malloc)
 			struct evbuffer *in = bufferevent_get_input(s->bev);
 			struct evbuffer *out = bufferevent_get_output(s->bev);
 			if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH) {

@@ -289,6 +289,9 @@ mem_log_append(struct mem_entry *e, uint64_t now, uint32_t want)
 	uint64_t *nr;
 	uint32_t ncap, i;
 
+	/* A limit of 0 still keeps the newest event: never a ring of 0 (% 0). */
+	if (want == 0)
+		want = 1;
 	if (e->len == e->cap && e->cap < want) {
 		ncap = e->cap < 4 ? 4 : e->cap * 2;
 		if (ncap > want)

@@ -454,13 +454,18 @@ ratelimit_redis_new(const char *host, int port, int db, const char *prefix, unsi
 void
 ratelimit_redis_free(struct ratelimit_redis *r)
 {
+	struct redis_conn *rc, *next;
+
 	if (r == NULL)
 		return;
 	/* After this no thread-exit destructor will touch r. */
 	pthread_key_delete(r->tkey);
 	pthread_mutex_lock(&r->lock);
-	while (r->conns)
-		redis_conn_destroy(r, r->conns);
+	/* Next saved before each free: no read of a freed node, even to an analyser. */
+	for (rc = r->conns; rc != NULL; rc = next) {
+		next = rc->next;
+		redis_conn_destroy(r, rc);
+	}
 	pthread_mutex_unlock(&r->lock);
 	pthread_mutex_destroy(&r->lock);
 	free(r);

@@ -456,7 +456,7 @@ mt.disconnect(conn)
             r = subprocess.run([ml.CTL, "-s", milter.stats_sock, "show", "sessions"],
                                capture_output=True, text=True, timeout=20)
             seen = r.stdout
-            if "192.0.2.77" in seen:
+            if "192.0.2.77" in seen and "helo=slow.client.example" in seen:
                 break
             ml.time.sleep(0.02)
         assert "slow.client.example[192.0.2.77]" in seen and "helo=slow.client.example" in seen, seen

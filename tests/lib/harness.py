@@ -133,6 +133,11 @@ class Ravelin:
             wait_port(port, proc=self.proc, timeout=10)
         for p in extra_ports:
             wait_port(p, proc=self.proc, timeout=10)
+        if VALGRIND and wait and port:
+            # The listening sockets accept (kernel backlog) before the
+            # workers and the stats socket exist: a moment normally, a
+            # second or more under memcheck.
+            self.wait_log(" started: ", timeout=10)
 
     def log(self):
         with open(self.logfile, "rb") as f:
