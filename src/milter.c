@@ -786,11 +786,17 @@ milter_run(const char *config_path, struct config *cf)
 		log_warnx(NULL, "milter mode: listen and backend lines are ignored");
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
-	/* Blocked before any thread starts, so that only usr1_thread takes it. */
+	/* Blocked before any thread starts: SIGUSR1 for usr1_thread only, and
+	 * SIGHUP, SIGTERM, SIGINT for libmilter's signal thread only (left
+	 * open in our DNS, check-pool and stats threads, SIGTERM would end
+	 * the process at once instead of stopping libmilter cleanly). */
 	sigset_t usr1;
 	pthread_t usr1_tid;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
+	sigaddset(&usr1, SIGHUP);
+	sigaddset(&usr1, SIGTERM);
+	sigaddset(&usr1, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 	pthread_mutex_init(&milter_srv.cf_lock, NULL);
 	pthread_mutex_init(&milter_worker.lock, NULL);
