@@ -315,7 +315,7 @@ eval_rules(struct smtp_session *s, enum policy_stage stage, struct rules_result 
 {
 	const struct rules *r = s->cf->rules;
 
-	memset(rr, 0, sizeof(*rr));
+	rules_result_clear(rr);
 	if (!r)
 		return;
 	if (stage == PS_HEADER) {
