@@ -30,6 +30,7 @@
 
 /* Project. */
 #include "auth.h"
+#include "base64.h"
 #include "lists.h"
 
 /* Longest line in auth_users / sender_logins files. */
@@ -92,23 +93,6 @@ auth_status_str(enum auth_status st)
 	return "unknown";
 }
 
-/* auth_b64val - the 6-bit value of a base64 character, or -1. */
-static int
-auth_b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* auth_b64_decode - 0.. decoded length, -1 malformed, -2 too long for out. */
 static int
 auth_b64_decode(const char *in, unsigned char *out, size_t outsize)
@@ -119,8 +103,10 @@ auth_b64_decode(const char *in, unsigned char *out, size_t outsize)
 		return -1;
 	for (size_t i = 0; i < len; i += 4) {
 		bool last = i + 4 == len;
-		int a = auth_b64val(in[i]), b = auth_b64val(in[i + 1]);
-		int c = auth_b64val(in[i + 2]), d = auth_b64val(in[i + 3]);
+		int a = base64_value((unsigned char)in[i]);
+		int b = base64_value((unsigned char)in[i + 1]);
+		int c = base64_value((unsigned char)in[i + 2]);
+		int d = base64_value((unsigned char)in[i + 3]);
 		unsigned char buf[3];
 		size_t n = 3;
 

@@ -26,6 +26,7 @@
 #include <strings.h>
 
 /* Project. */
+#include "base64.h"
 #include "mime_words.h"
 
 /* Longest encoded-word we look at (RFC 2047 says 75; some senders exceed it). */
@@ -49,24 +50,8 @@ put(struct out *o, const char *p, size_t n)
 	o->len += n;
 }
 
-/* b64_value - one base64 digit, or -1. */
-static int
-b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* decode_b - base64 text into buf; -1 when malformed. */
+/* decode_b - base64 text into buf; -1 when malformed. Padding is not
+ * counted: a sender that drops it still reaches the reader's screen. */
 static int
 decode_b(const char *t, size_t n, char *buf, size_t size, size_t *len)
 {
@@ -80,7 +65,7 @@ decode_b(const char *t, size_t n, char *buf, size_t size, size_t *len)
 			pad++;
 			continue;
 		}
-		if (pad || (v = b64_value((unsigned char)t[i])) < 0)
+		if (pad || (v = base64_value((unsigned char)t[i])) < 0)
 			return -1;
 		acc = (acc << 6) | (unsigned)v;
 		bits += 6;

@@ -308,6 +308,17 @@ bdat_chunk_end(struct smtp_session *s)
 	eom_stage(s, PS_HEADER);
 }
 
+/* bdat_read - read the chunk from the input (an empty one is in already). */
+static void
+bdat_read(struct smtp_session *s)
+{
+	s->state = SS_BDAT;
+	if (s->bdat_left == 0)
+		bdat_chunk_end(s);
+	else
+		smtp_resume(s);
+}
+
 /* smtp_bdat_start - the chunk's checks passed: read it into the message. */
 void
 smtp_bdat_start(struct smtp_session *s)
@@ -320,11 +331,7 @@ smtp_bdat_start(struct smtp_session *s)
 		msg_parser_chunked(s->txn->msg);
 	}
 	s->bdat_skip = false;
-	s->state = SS_BDAT;
-	if (s->bdat_left == 0)
-		bdat_chunk_end(s);
-	else
-		smtp_resume(s);
+	bdat_read(s);
 }
 
 /* smtp_bdat_skip - consume the chunk unread, then give reply (-1: none). */
@@ -333,11 +340,7 @@ smtp_bdat_skip(struct smtp_session *s, int reply)
 {
 	s->bdat_skip = true;
 	s->bdat_reply = reply;
-	s->state = SS_BDAT;
-	if (s->bdat_left == 0)
-		bdat_chunk_end(s);
-	else
-		smtp_resume(s);
+	bdat_read(s);
 }
 
 /* smtp_bdat_input - as many of the chunk's octets as have come. */

@@ -39,6 +39,7 @@ static const struct {
 	{ "adjacent words, folded", "=?UTF-8?Q?ce?=\r\n =?UTF-8?Q?o?=", "ceo" },
 	{ "space kept before text", "=?UTF-8?Q?ceo?= boss", "ceo boss" },
 	{ "space kept after text", "boss =?UTF-8?Q?ceo?=", "boss ceo" },
+	{ "B without padding", "=?UTF-8?B?Y2VvQA?=", "ceo@" },
 	{ "split address", "=?UTF-8?B?Y2VvQA==?= =?UTF-8?B?ZXhhbXBsZS5vcmc=?=", "ceo@example.org" },
 	{ "unknown charset kept", "=?X-NO-SUCH?Q?a?=", "=?X-NO-SUCH?Q?a?=" },
 	{ "bad base64 kept", "=?UTF-8?B?Q0V!?=", "=?UTF-8?B?Q0V!?=" },
