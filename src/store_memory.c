@@ -18,8 +18,10 @@
  *
  * A key is idle once its newest event is older than the longest period it
  * was used with; idle keys at the cold end of a shard's LRU list are reaped
- * as the shard is used. The total number of keys is bounded: a full shard
- * reaps its idle keys and, if still full, evicts its least recently hit key.
+ * as the shard is used. The total number of keys is bounded for the whole
+ * store: when it is full, the shard taking a new key reaps its idle keys
+ * and, if the store is still full, evicts its least recently hit key (or,
+ * holding none, another shard's).
  *
  * Public (to ratelimit.c only, see ratelimit_store.h):
  *   ratelimit_mem_new(), ratelimit_mem_hit(), ratelimit_mem_peek(),
@@ -66,13 +68,19 @@ struct mem_entry {
 struct mem_shard {
 	pthread_mutex_t lock;
 	struct mem_entry **buckets;
-	size_t nbuckets, count, cap;
+	size_t nbuckets, count;
+	size_t *total;			/* the store's key count (atomic) */
 	struct mem_entry *oldest, *newest;
 } __attribute__((aligned(64)));
 
+/* max_keys bounds the whole store, not each shard: a shard filled by an
+ * uneven hash would otherwise evict long before the store is full. */
 struct ratelimit_mem {
 	uint64_t k0, k1;		/* SipHash key */
+	size_t max_keys;
+	size_t total;			/* keys held, all shards (atomic) */
 	unsigned nshards;
+	unsigned evict_next;		/* where eviction elsewhere starts (atomic) */
 	struct mem_shard shards[];
 };
 
@@ -181,6 +189,7 @@ mem_remove(struct mem_shard *s, struct mem_entry *e)
 	*pp = e->hnext;
 	mem_lru_unlink(s, e);
 	s->count--;
+	__atomic_sub_fetch(s->total, 1, __ATOMIC_RELAXED);
 	mem_entry_free(e);
 }
 
@@ -231,16 +240,53 @@ mem_grow_table(struct mem_shard *s)
 	s->nbuckets = nb;
 }
 
+/* mem_evict_elsewhere - the store is full and shard s (locked) holds
+ * nothing to give: drop the coldest key of another shard. trylock only,
+ * so two shards evicting into each other cannot deadlock; when every
+ * other shard is busy the store goes over by one key for a moment. */
+static void
+mem_evict_elsewhere(struct ratelimit_mem *m, const struct mem_shard *s)
+{
+	unsigned start = __atomic_fetch_add(&m->evict_next, 1, __ATOMIC_RELAXED);
+
+	for (unsigned i = 0; i < m->nshards; i++) {
+		struct mem_shard *o = &m->shards[(start + i) % m->nshards];
+		bool done = false;
+
+		if (o == s || pthread_mutex_trylock(&o->lock) != 0)
+			continue;
+		if (o->oldest) {
+			mem_remove(o, o->oldest);
+			done = true;
+		}
+		pthread_mutex_unlock(&o->lock);
+		if (done)
+			return;
+	}
+}
+
+/* mem_full - the store holds max_keys keys. */
+static bool
+mem_full(struct ratelimit_mem *m)
+{
+	return __atomic_load_n(&m->total, __ATOMIC_RELAXED) >= m->max_keys;
+}
+
 /* mem_insert - add an empty entry for key, making room first; NULL on ENOMEM. */
 static struct mem_entry *
-mem_insert(struct mem_shard *s, uint64_t h, const char *key, size_t keylen, uint64_t now)
+mem_insert(struct ratelimit_mem *m, struct mem_shard *s, uint64_t h, const char *key,
+	   size_t keylen, uint64_t now)
 {
 	struct mem_entry *e;
 
-	if (s->count >= s->cap) {
+	if (mem_full(m)) {
 		mem_reap(s, now, (unsigned)-1, NULL);
-		if (s->count >= s->cap && s->oldest)
-			mem_remove(s, s->oldest);
+		if (mem_full(m)) {
+			if (s->oldest)
+				mem_remove(s, s->oldest);
+			else
+				mem_evict_elsewhere(m, s);
+		}
 	}
 	if ((e = calloc(1, sizeof(*e) + keylen + 1)) == NULL)
 		return NULL;
@@ -254,6 +300,7 @@ mem_insert(struct mem_shard *s, uint64_t h, const char *key, size_t keylen, uint
 	s->buckets[h & (s->nbuckets - 1)] = e;
 	mem_lru_push(s, e);
 	s->count++;
+	__atomic_add_fetch(s->total, 1, __ATOMIC_RELAXED);
 	return e;
 }
 
@@ -387,6 +434,7 @@ ratelimit_mem_new(size_t max_keys)
 	if ((m = calloc(1, sizeof(*m) + nshards * sizeof(m->shards[0]))) == NULL)
 		return NULL;
 	m->nshards = nshards;
+	m->max_keys = max_keys;
 	if (getrandom(&m->k0, sizeof(m->k0), 0) != sizeof(m->k0) ||
 	    getrandom(&m->k1, sizeof(m->k1), 0) != sizeof(m->k1)) {
 		/* No entropy this early is unlikely; a weaker key still works. */
@@ -397,7 +445,7 @@ ratelimit_mem_new(size_t max_keys)
 		struct mem_shard *s = &m->shards[i];
 
 		pthread_mutex_init(&s->lock, NULL);
-		s->cap = max_keys / nshards;
+		s->total = &m->total;
 		s->nbuckets = 16;
 		if ((s->buckets = calloc(s->nbuckets, sizeof(*s->buckets))) == NULL) {
 			m->nshards = i + 1;
@@ -441,7 +489,7 @@ ratelimit_mem_hit(struct ratelimit_mem *m, const char *key, size_t keylen, unsig
 	pthread_mutex_lock(&s->lock);
 	now = mem_now_us();
 	if ((e = mem_find(s, h, key, keylen)) == NULL) {
-		if ((e = mem_insert(s, h, key, keylen, now)) == NULL)
+		if ((e = mem_insert(m, s, h, key, keylen, now)) == NULL)
 			goto out;
 	} else {
 		mem_lru_unlink(s, e);

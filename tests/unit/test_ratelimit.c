@@ -263,6 +263,21 @@ keys_are_bounded(void **state)
 	assert_int_equal(count, 1);
 	ratelimit_free(rl);
 
+	/* Up to max_keys distinct keys: none evicted (shards are never so
+	 * small that one fills while the store has room). */
+	static const size_t sizes[] = { 1, 10, 100, 1000, 5000, 20000 };
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		rl = new_memory(sizes[z]);
+		for (i = 0; i < sizes[z]; i++) {
+			snprintf(key, sizeof(key), "k%u", i);
+			ratelimit_hit(rl, key, 10, 3600, NULL);
+		}
+		if (ratelimit_keys(rl) != sizes[z])
+			fail_msg("max_keys %zu: %zu keys held after %zu distinct ones", sizes[z],
+				 ratelimit_keys(rl), sizes[z]);
+		ratelimit_free(rl);
+	}
+
 	rl = new_memory(10);			/* fewer keys than shards */
 	for (i = 0; i < 1000; i++) {
 		snprintf(key, sizeof(key), "k%u", i);
