@@ -70,7 +70,7 @@ static void *
 counter_thread(void *arg)
 {
 	struct stats_worker *w = ((struct counter_arg *)arg)->w;
-	char rule[32];
+	char rule[48];
 	int i;
 
 	stats_gauge_add(w, STATS_CONNECTIONS_ACTIVE, 1);
@@ -120,7 +120,7 @@ many_threads_count_exactly(void **state)
 	pthread_t t[N], rt;
 	struct stats_worker *shared;
 	const uint64_t total = (uint64_t)N * NITER;
-	char rule[32];
+	char rule[48];
 	int i;
 
 	assert_non_null(st);
