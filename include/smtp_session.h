@@ -77,6 +77,7 @@ struct smtp_session {
 	bool skip_line;         /* discarding the rest of an overlong line */
 	bool out_blocked;       /* reading paused: replies wait for the client */
 	bool out_direct;        /* plain socket: we write replies (flush_cb) */
+	struct bev_direct *rd;  /* plain socket: we read it ourselves */
 	bool flush_queued;      /* on the worker's flush list */
 	struct smtp_session *flush_next;
 	bool proxy_wait;

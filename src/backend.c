@@ -35,6 +35,7 @@
 
 /* Project. */
 #include "backend.h"
+#include "bev_direct.h"
 #include "config.h"
 #include "log.h"
 #include "message.h"
@@ -63,6 +64,7 @@ struct be_cmd {
 struct backend {
 	struct smtp_session *s;
 	struct bufferevent *bev;
+	struct bev_direct *rd;      /* plain socket: we read it ourselves */
 	struct event *timer;
 	size_t idx;                 /* which `backend` line */
 	enum be_phase phase;
@@ -165,6 +167,17 @@ be_write(struct backend *be, const char *line)
 	be_timer_arm(be, be->s->cf->backend_timeout);
 }
 
+/* be_bev_free - close the connection (its reader first: it watches the fd). */
+static void
+be_bev_free(struct backend *be)
+{
+	be->rd = bev_direct_free(be->rd);
+	if (be->bev) {
+		bufferevent_free(be->bev);
+		be->bev = NULL;
+	}
+}
+
 /* be_fail_all - tell every waiter the backend is gone. */
 static void
 be_fail_all(struct backend *be, enum backend_status st)
@@ -175,10 +188,7 @@ be_fail_all(struct backend *be, enum backend_status st)
 
 	be->phase = BP_DEAD;
 	event_del(be->timer);
-	if (be->bev) {
-		bufferevent_free(be->bev);
-		be->bev = NULL;
-	}
+	be_bev_free(be);
 	if (be->open_cb) {
 		cb = be->open_cb;
 		be->open_cb = NULL;
@@ -215,10 +225,7 @@ be_next_backend(struct backend *be, const char *why)
 	struct config *cf = be->s->cf;
 
 	log_warnx(be->s->id, "backend %s: %s", be->desc, why);
-	if (be->bev) {
-		bufferevent_free(be->bev);
-		be->bev = NULL;
-	}
+	be_bev_free(be);
 	event_del(be->timer);
 	if (++be->idx < cf->nbackends) {
 		be_connect(be);
@@ -403,6 +410,9 @@ start_tls(struct backend *be)
 		be_next_backend(be, "cannot set up TLS");
 		return;
 	}
+	/* The TLS filter reads through the socket's bufferevent. */
+	be->rd = bev_direct_free(be->rd);
+	bufferevent_enable(be->bev, EV_READ);
 	struct bufferevent *tb = bufferevent_openssl_filter_new(be->s->w->base, be->bev, ssl,
 			BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!tb) {
@@ -550,30 +560,33 @@ static void
 be_read_lines(struct backend *be, struct bufferevent *bev, struct evbuffer *in)
 {
 	for (;;) {
-		size_t n;
-		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-		if (!line) {
+		/* Copied out, not evbuffer_readln(): no malloc per reply line. */
+		char line[BE_REPLY_LINE_MAX + 1];
+		size_t eol;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF);
+		if (p.pos < 0) {
 			if (evbuffer_get_length(in) > BE_REPLY_LINE_MAX)
 				goto broken;
 			return;
 		}
-		if (n > BE_REPLY_LINE_MAX || n < 3 || !isdigit((unsigned char)line[0]) ||
+		size_t n = (size_t)p.pos;
+		if (n > BE_REPLY_LINE_MAX)
+			goto broken;
+		evbuffer_remove(in, line, n);
+		evbuffer_drain(in, eol);
+		line[n] = '\0';
+		if (n < 3 || !isdigit((unsigned char)line[0]) ||
 		    !isdigit((unsigned char)line[1]) || !isdigit((unsigned char)line[2]) ||
 		    (n > 3 && line[3] != ' ' && line[3] != '-') ||
-		    ++be->reply_lines > BE_REPLY_LINES_MAX) {
-			free(line);
+		    ++be->reply_lines > BE_REPLY_LINES_MAX)
 			goto broken;
-		}
 		/* Unsolicited output outside a command: a broken peer. */
-		if ((be->phase == BP_READY && !be->cur) || be->phase == BP_BODY || be->phase == BP_IDLE) {
-			free(line);
+		if ((be->phase == BP_READY && !be->cur) || be->phase == BP_BODY || be->phase == BP_IDLE)
 			goto broken;
-		}
 		evbuffer_add(be->reply, line, n);
 		evbuffer_add(be->reply, "\r\n", 2);
 		bool last = n == 3 || line[3] == ' ';
 		int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-		free(line);
 		if (!last)
 			continue;
 		if (be->phase < BP_READY) {
@@ -619,6 +632,9 @@ be_event(struct backend *be, struct bufferevent *bev, short what)
 		}
 		int one = 1;
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* Our own reads (no FIONREAD per reply); libevent's if not. */
+		if ((be->rd = bev_direct_new(bev, 0)) != NULL)
+			bev_direct_enable(be->rd);
 		be->phase = BP_GREETING;
 		const struct config_backend *cb = &be->s->cf->backends[be->idx];
 		if (cb->mode == BACKEND_PROXY) {
@@ -865,6 +881,8 @@ backend_free(struct backend *be)
 		be->zombie = true;
 		be->open_cb = NULL;
 		event_del(be->timer);
+		if (be->rd)
+			bev_direct_disable(be->rd);
 		if (be->bev) {
 			bufferevent_disable(be->bev, EV_READ | EV_WRITE);
 			bufferevent_setcb(be->bev, NULL, NULL, NULL, NULL);
@@ -888,8 +906,7 @@ be_really_free(struct backend *be)
 			bufferevent_write(be->bev, "QUIT\r\n", 6);
 		}
 	}
-	if (be->bev)
-		bufferevent_free(be->bev);
+	be_bev_free(be);
 	while (be->head) {
 		struct be_cmd *c = be->head;
 		be->head = c->next;

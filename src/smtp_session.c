@@ -36,6 +36,7 @@
 
 /* Project. */
 #include "backend.h"
+#include "bev_direct.h"
 #include "config.h"
 #include "lists.h"
 #include "log.h"
@@ -173,14 +174,30 @@ out_queued(struct smtp_session *s)
 	w->flush_list = s;
 }
 
-/* smtp_out_handover - the bufferevent writes from now on (STARTTLS, close). */
+/* smtp_out_handover - the bufferevent reads and writes from now on (STARTTLS, close). */
 void
 smtp_out_handover(struct smtp_session *s)
 {
+	if (s->rd) {
+		/* A TLS filter reads through the socket's bufferevent. */
+		s->rd = bev_direct_free(s->rd);
+		if (!s->out_blocked)
+			bufferevent_enable(s->bev, EV_READ);
+	}
 	if (!s->out_direct)
 		return;
 	s->out_direct = false;
 	out_write(s);
+}
+
+/* read_on - take input from the client again. */
+static void
+read_on(struct smtp_session *s)
+{
+	if (s->rd)
+		bev_direct_enable(s->rd);
+	else
+		bufferevent_enable(s->bev, EV_READ);
 }
 
 /* flush_cb - the end of a round: write every session's replies. */
@@ -337,6 +354,7 @@ smtp_drop(struct smtp_session *s)
 	if (!policy_busy(s))
 		smtp_txn_end(s, false);
 	event_del(s->timer);
+	s->rd = bev_direct_free(s->rd);
 	if (s->bev) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
@@ -444,7 +462,7 @@ write_cb(struct bufferevent *bev, void *arg)
 	if (s->out_blocked) {
 		/* The client read its replies: listen to it again. */
 		s->out_blocked = false;
-		bufferevent_enable(bev, EV_READ);
+		read_on(s);
 	}
 	if (s->out_direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		/* Drained: back to writing replies ourselves. */
@@ -567,7 +585,10 @@ session_loop(struct smtp_session *s)
 				 * write_cb sees the output drain; the write timeout
 				 * cuts it off if it never does. */
 				s->out_blocked = true;
-				bufferevent_disable(s->bev, EV_READ);
+				if (s->rd)
+					bev_direct_disable(s->rd);
+				else
+					bufferevent_disable(s->bev, EV_READ);
 				break;
 			}
 			if (s->state == SS_PROXY) {
@@ -624,6 +645,8 @@ session_loop(struct smtp_session *s)
 	} while (s->again && !s->closed);
 	s->in_loop = false;
 	if (!s->closed) {
+		if (s->rd)
+			bev_direct_check(s->rd);
 		if (s->busy || s->state == SS_CLOSING || s->out_blocked)
 			event_del(s->timer);
 		else if (progress || !evtimer_pending(s->timer, NULL))
@@ -789,7 +812,10 @@ smtp_bev_install(struct smtp_session *s, struct bufferevent *bev)
 	if (s->out_direct) {
 		/* Enabled from birth: would arm itself on every reply. */
 		bufferevent_disable(bev, EV_WRITE);
-		bufferevent_enable(bev, EV_READ);
+		/* Our own reads where we can; libevent's if not. */
+		if (!s->rd)
+			s->rd = bev_direct_new(bev, SMTP_INPUT_HIGH);
+		read_on(s);
 	} else {
 		bufferevent_enable(bev, EV_READ | EV_WRITE);
 	}
