@@ -17,6 +17,7 @@
 /* System. */
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -40,6 +41,29 @@ struct writer {
 	bool overflow;
 };
 
+/* join - the strings up to a NULL, one after another, cut to fit cap.
+ * Not snprintf: these fields are composed for every message. */
+static void
+join(char *dst, size_t cap, ...)
+{
+	va_list ap;
+	size_t len = 0;
+	const char *p;
+
+	if (cap == 0)
+		return;
+	va_start(ap, cap);
+	while ((p = va_arg(ap, const char *)) != NULL) {
+		size_t n = strlen(p);
+		if (n > cap - 1 - len)
+			n = cap - 1 - len;
+		memcpy(dst + len, p, n);
+		len += n;
+	}
+	va_end(ap);
+	dst[len] = '\0';
+}
+
 /* w_init - start writing into buf. */
 static void
 w_init(struct writer *w, char *buf, size_t cap)
@@ -58,7 +82,7 @@ w_init(struct writer *w, char *buf, size_t cap)
 static void
 w_raw(struct writer *w, const char *s, size_t n)
 {
-	size_t i;
+	size_t i = 0;
 
 	if (w->overflow)
 		return;
@@ -66,14 +90,28 @@ w_raw(struct writer *w, const char *s, size_t n)
 		w->overflow = true;
 		return;
 	}
-	for (i = 0; i < n; i++) {
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+	w->buf[w->len] = '\0';
+	/* Only what follows the last newline moves the column. */
+	const char *nl = memrchr(s, '\n', n);
+	if (nl) {
+		i = (size_t)(nl - s) + 1;
+		w->col = 0;
+		w->line_empty = true;
+	}
+	if (!memchr(s + i, '\t', n - i) && !memchr(s + i, '\r', n - i)) {
+		/* The common case: a word. */
+		w->col += n - i;
+		for (size_t k = i; w->line_empty && k < n; k++)
+			if (s[k] != ' ')
+				w->line_empty = false;
+		return;
+	}
+	for (; i < n; i++) {
 		char c = s[i];
 
-		w->buf[w->len++] = c;
-		if (c == '\n') {
-			w->col = 0;
-			w->line_empty = true;
-		} else if (c == '\t') {
+		if (c == '\t') {
 			w->col = (w->col / 8 + 1) * 8;
 		} else if (c != '\r') {
 			w->col++;
@@ -81,7 +119,6 @@ w_raw(struct writer *w, const char *s, size_t n)
 				w->line_empty = false;
 		}
 	}
-	w->buf[w->len] = '\0';
 }
 
 /* w_str - append a C string. */
@@ -125,7 +162,12 @@ is_token_char(unsigned char c, bool allow_at)
 		return false;
 	if (c == '@')
 		return allow_at;
-	return strchr("()<>,;:\\\"/[]?=", c) == NULL;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case ',': case ';': case ':':
+	case '\\': case '"': case '/': case '[': case ']': case '?': case '=':
+		return false;
+	}
+	return true;
 }
 
 /* enc_value - write value as a token when it is one, else as a
@@ -140,7 +182,12 @@ enc_value(char *out, size_t outlen, const char *value, bool allow_at)
 		if (!is_token_char((unsigned char)value[i], allow_at))
 			plain = false;
 	if (plain) {
-		snprintf(out, outlen, "%.*s", (int)n, value);
+		if (outlen == 0)
+			return;
+		if (n > outlen - 1)
+			n = outlen - 1;
+		memcpy(out, value, n);
+		out[n] = '\0';
 		return;
 	}
 	/* Worst case: every byte escaped, plus quotes and NUL. */
@@ -205,7 +252,7 @@ w_prop(struct writer *w, const char *name, const char *value, bool allow_at, con
 	char word[sizeof enc + 64];
 
 	enc_value(enc, sizeof enc, value, allow_at);
-	snprintf(word, sizeof word, "%s=%s%s", name, enc, tail);
+	join(word, sizeof word, name, "=", enc, tail, (char *)NULL);
 	w_word(w, word);
 }
 
@@ -231,14 +278,14 @@ w_resinfo(struct writer *w, const struct resinfo *ri, bool last)
 	int i;
 
 	w_fold(w);
-	snprintf(word, sizeof word, "%s=%s%s", ri->method, keyword(ri->result),
-		 ri->comment == NULL && ri->nprop == 0 ? tail : "");
+	join(word, sizeof word, ri->method, "=", keyword(ri->result),
+	     ri->comment == NULL && ri->nprop == 0 ? tail : "", (char *)NULL);
 	w_word(w, word);
 	if (ri->comment != NULL) {
 		char c[2 * AUTHRES_VALUE_MAX + 8];
 
 		enc_comment(c, sizeof c, ri->comment);
-		snprintf(word, sizeof word, "%s%s", c, ri->nprop == 0 ? tail : "");
+		join(word, sizeof word, c, ri->nprop == 0 ? tail : "", (char *)NULL);
 		w_word(w, word);
 	}
 	for (i = 0; i < ri->nprop; i++)
@@ -378,38 +425,38 @@ authres_received_spf(const struct authres_spf *spf, const char *text, char *buf,
 	} else if (spf != NULL) {
 		char part[2 * AUTHRES_VALUE_MAX + 40];
 
-		snprintf(line, sizeof line, "%s", keyword(spf->result));
+		join(line, sizeof line, keyword(spf->result), (char *)NULL);
 		if (spf->comment != NULL) {
 			enc_comment(enc, sizeof enc, spf->comment);
-			snprintf(part, sizeof part, " %s", enc);
+			join(part, sizeof part, " ", enc, (char *)NULL);
 			strncat(line, part, sizeof line - strlen(line) - 1);
 		}
 		if (spf->receiver != NULL) {
 			enc_value(enc, sizeof enc, spf->receiver, false);
-			snprintf(part, sizeof part, " receiver=%s;", enc);
+			join(part, sizeof part, " receiver=", enc, ";", (char *)NULL);
 			strncat(line, part, sizeof line - strlen(line) - 1);
 		}
 		if (spf->client_ip != NULL) {
 			enc_value(enc, sizeof enc, spf->client_ip, false);
-			snprintf(part, sizeof part, " client-ip=%s;", enc);
+			join(part, sizeof part, " client-ip=", enc, ";", (char *)NULL);
 			strncat(line, part, sizeof line - strlen(line) - 1);
 		}
 		if (spf->envelope_from != NULL) {
 			/* Always quoted: a local part may hold anything. */
 			enc_value(enc + 1, sizeof enc - 2, spf->envelope_from, true);
 			if (enc[1] == '"')
-				snprintf(part, sizeof part, " envelope-from=%s;", enc + 1);
+				join(part, sizeof part, " envelope-from=", enc + 1, ";", (char *)NULL);
 			else
-				snprintf(part, sizeof part, " envelope-from=\"%s\";", enc + 1);
+				join(part, sizeof part, " envelope-from=\"", enc + 1, "\";", (char *)NULL);
 			strncat(line, part, sizeof line - strlen(line) - 1);
 		}
 		if (spf->helo != NULL) {
 			enc_value(enc, sizeof enc, spf->helo, false);
-			snprintf(part, sizeof part, " helo=%s;", enc);
+			join(part, sizeof part, " helo=", enc, ";", (char *)NULL);
 			strncat(line, part, sizeof line - strlen(line) - 1);
 		}
 		if (spf->identity != NULL) {
-			snprintf(part, sizeof part, " identity=%s;", keyword(spf->identity));
+			join(part, sizeof part, " identity=", keyword(spf->identity), ";", (char *)NULL);
 			strncat(line, part, sizeof line - strlen(line) - 1);
 		}
 	} else {

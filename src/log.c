@@ -62,13 +62,20 @@ vlog(int pri, const char *sid, const char *fmt, va_list ap)
 		syslog(pri, "%s", msg);
 		return;
 	}
+	/* localtime_r() once a second per thread, not once a line. */
+	static __thread time_t last_sec = -1;
+	static __thread char hms[16];
 	char line[2200];
 	struct timespec ts;
-	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	int len = snprintf(line, sizeof(line), "%02d:%02d:%02d.%03ld %s[%d]: %s\n", tm.tm_hour,
-			   tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_ident, log_pid, msg);
+	if (ts.tv_sec != last_sec) {
+		struct tm tm;
+		localtime_r(&ts.tv_sec, &tm);
+		snprintf(hms, sizeof(hms), "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+		last_sec = ts.tv_sec;
+	}
+	int len = snprintf(line, sizeof(line), "%s.%03ld %s[%d]: %s\n", hms,
+			   ts.tv_nsec / 1000000, log_ident, log_pid, msg);
 	if (len > (int)sizeof(line) - 1)
 		len = sizeof(line) - 1;
 	(void)!write(STDERR_FILENO, line, len);

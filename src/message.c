@@ -393,6 +393,21 @@ end_message(struct msg_parser *p)
 		problem(p, MSG_IO_ERROR);
 }
 
+/* plain_run - how many octets of b[0..n) hold no CR, LF or NUL. Three
+ * vectorised memchr()s beat one test per octet on every body line. */
+static size_t
+plain_run(const char *b, size_t n)
+{
+	const char *cr = memchr(b, '\r', n);
+	size_t m = cr ? (size_t)(cr - b) : n;
+	const char *lf = memchr(b, '\n', m);
+
+	if (lf)
+		m = (size_t)(lf - b);
+	const char *nul = memchr(b, '\0', m);
+	return nul ? (size_t)(nul - b) : m;
+}
+
 /* msg_parser_feed - consume bytes up to and including the terminator. */
 enum msg_status
 msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
@@ -438,10 +453,8 @@ msg_parser_feed(struct msg_parser *p, const char *buf, size_t len, size_t *used)
 			continue;
 		case ST_TEXT: {
 			/* Fast path: a run of ordinary octets. */
-			size_t j = i, cap = run_cap(p);
-			size_t end = cap < len - i ? i + cap : len;
-			while (j < end && buf[j] != '\r' && buf[j] != '\n' && buf[j] != '\0')
-				j++;
+			size_t cap = run_cap(p);
+			size_t j = i + plain_run(buf + i, cap < len - i ? cap : len - i);
 			if (j > i) {
 				out_bytes(p, buf + i, j - i);
 				count(p, j - i);

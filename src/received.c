@@ -102,10 +102,19 @@ rb_date(struct rbuf *b, time_t when, bool utc)
 	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	/* The same second is formatted once per thread, not per message. */
+	static __thread time_t last_when = -1;
+	static __thread bool last_utc;
+	static __thread char out[64];
 	struct tm tm;
-	char out[64];
 	long off;
 
+	if (when == last_when && utc == last_utc && when != -1) {
+		rb_str(b, out);
+		return;
+	}
+	last_when = when;
+	last_utc = utc;
 	/* Written by hand: strftime's %a and %b follow the locale. */
 	if (utc ? !gmtime_r(&when, &tm) : !localtime_r(&when, &tm)) {
 		when = 0;
