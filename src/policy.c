@@ -572,13 +572,34 @@ builtin(struct smtp_session *s, enum policy_stage st, struct policy_verdict *v)
 		from_checks(s, v, false);
 }
 
+/* job_new - a job with nothing decided. */
+static struct policy_job *
+job_new(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done)
+{
+	/* Not calloc: the job is 2.8 KiB, most of it arrays read only below
+	 * their counts, and a message runs about eight stages. */
+	struct policy_job *j = malloc(sizeof(*j));
+
+	if (j == NULL)
+		return NULL;
+	j->s = s;
+	j->stage = stage;
+	j->done = done;
+	j->v.action = POLICY_CONTINUE;
+	j->v.reply[0] = j->v.rule[0] = '\0';
+	j->v.disconnect = false;
+	j->ptr = j->spf = j->dkim = j->rules = false;
+	rules_result_clear(&j->rr);
+	return j;
+}
+
 /* policy_run - evaluate a stage; done() may run before this returns. */
 void
 policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done)
 {
 	/* Idle sessions carry no policy state: it is per transaction. */
 	struct policy_state *st = stage >= PS_MAIL ? policy_state(s) : NULL;
-	struct policy_job *j = calloc(1, sizeof(*j));
+	struct policy_job *j = job_new(s, stage, done);
 	struct server *srv = s->w->srv;
 
 	if ((stage >= PS_MAIL && !st) || !j) {
@@ -588,10 +609,7 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 		done(s, &v);
 		return;
 	}
-	j->s = s;
-	j->stage = stage;
 	s->pol_stage = stage;
-	j->done = done;
 	builtin(s, stage, &j->v);
 	if (j->v.action == POLICY_CONTINUE) {
 		bool trusted = check_relay_trusted(s->cf, s);
@@ -642,13 +660,29 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 
 /* ---- message stream (DKIM) ---- */
 
-/* st_header - one header field as it arrives. */
+/* st_header - one header field as it arrives. The verifier is made at
+ * the first DKIM-Signature and given every field so far (a signature may
+ * cover any of them): unsigned mail never reaches libopendkim, whose
+ * result for it would be "none" anyway. */
 static void
 st_header(void *arg, const char *field, size_t len)
 {
 	struct smtp_session *s = arg;
-	if (s->pol && s->pol->dkim)
-		dkimv_header(s->pol->dkim, field, len);
+	struct policy_state *st = s->pol;
+
+	if (!st)
+		return;
+	if (st->dkim) {
+		dkimv_header(st->dkim, field, len);
+		return;
+	}
+	struct message *m = s->txn && s->txn->msg ? msg_parser_message(s->txn->msg) : NULL;
+	if (!m || m->nheaders == 0 || m->headers[m->nheaders - 1].raw != field ||
+	    !msg_header_is(&m->headers[m->nheaders - 1], "DKIM-Signature"))
+		return;
+	st->dkim = dkimv_new(s->w->srv->dkim, s->id);
+	for (size_t i = 0; st->dkim && i < m->nheaders; i++)
+		dkimv_header(st->dkim, m->headers[i].raw, m->headers[i].len);
 }
 
 /* st_eoh - end of the header section. */
@@ -681,7 +715,7 @@ policy_stream_ops(struct smtp_session *s)
 		return NULL;
 	if (st->dkim)
 		dkimv_free(st->dkim);
-	st->dkim = dkimv_new(s->w->srv->dkim, s->id);
+	st->dkim = NULL;    /* made at the first DKIM-Signature (st_header) */
 	st->dkim_body = false;
 	return &stream_ops;
 }
