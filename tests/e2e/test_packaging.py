@@ -59,8 +59,10 @@ UNIT_SETTINGS = [
 
 def build_args():
     """make arguments that select the build directory the tests run."""
+    # The directory itself, not its name under the source tree: a build
+    # kept elsewhere (RAVELIN_BUILD=/tmp/x) must not make ./x.
     name = os.path.basename(os.path.normpath(BUILD))
-    args = ["BUILD=" + name]
+    args = ["BUILD=" + os.path.abspath(BUILD)]
     if "san" in name:
         args.append("SAN=1")
     return args

@@ -52,8 +52,10 @@ def only_message(backend):
 
 
 def session_id(r):
-    """The id of the (last) session in ravelin's log."""
-    ids = re.findall(r"(\w+): connect from ", r.log())
+    """The id of the session that delivered the last message. (Not the last
+    "connect from": the harness's readiness probes connect too, and with
+    two workers a probe's line can come after the client's.)"""
+    ids = re.findall(r"(\w+): accepted: ", r.log())
     assert ids, r.log()[-2000:]
     return ids[-1]
 
