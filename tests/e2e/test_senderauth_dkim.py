@@ -106,6 +106,38 @@ def test_dkim_fail_header_modified(plain, alg):
     assert result == "fail" and props["header.s"] == alg
 
 
+def signature_last(msg):
+    """msg with its DKIM-Signature moved below every other header field
+    (as when a relay adds fields above and a signer sits below them)."""
+    head, body = msg.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    sig, rest, i = [], [], 0
+    while i < len(lines):
+        if lines[i].lower().startswith(b"dkim-signature:"):
+            sig.append(lines[i])
+            i += 1
+            while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+                sig.append(lines[i])
+                i += 1
+        else:
+            rest.append(lines[i])
+            i += 1
+    assert sig and rest
+    return b"\r\n".join(rest + sig) + b"\r\n\r\n" + body
+
+
+def test_dkim_signature_below_signed_fields(plain):
+    # The verifier starts at the first DKIM-Signature: the fields above it
+    # (From, Subject, ...) must still reach it, or this could not pass.
+    msg = signature_last(signed("signer.example", "signer.example", subject="kept"))
+    assert not msg.lower().startswith(b"dkim-signature")
+    (result, props, _), = sa.results(deliver(plain, msg))["dkim"]
+    assert result == "pass" and props["header.d"] == "signer.example"
+    tampered = msg.replace(b"Subject: kept", b"Subject: swapped")
+    (result, _, _), = sa.results(deliver(plain, tampered))["dkim"]
+    assert result == "fail"
+
+
 def test_dkim_none_unsigned(plain):
     data = deliver(plain, sa.message(frm="<alice@signer.example>"))
     assert sa.results(data)["dkim"] == [("none", {}, None)]
