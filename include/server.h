@@ -43,6 +43,7 @@ struct worker {
 	struct evconnlistener **lev;
 	struct stats_worker *stats;
 	pthread_mutex_t lock;             /* guards the session list for readers */
+	bool running;                     /* under lock: its loop takes requests */
 	struct smtp_session *sessions;    /* doubly linked */
 	unsigned nsessions;
 	struct event *stop_ev;

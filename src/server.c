@@ -380,6 +380,9 @@ worker_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* A request posted just before worker_exit() still gets its answer
+	 * (and its memory back): one more pass over what is due. */
+	event_base_loop(w->base, EVLOOP_NONBLOCK);
 	return NULL;
 }
 
@@ -433,6 +436,11 @@ static void
 worker_exit(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
+
+	/* From now on `show sessions` does not post here (see below). */
+	pthread_mutex_lock(&w->lock);
+	w->running = false;
+	pthread_mutex_unlock(&w->lock);
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -718,8 +726,10 @@ server_run(const char *config_path, struct config *cf)
 	}
 	policy_runtime_probe_backend(srv);
 
-	for (unsigned i = 0; i < srv->nworkers; i++)
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		srv->workers[i].running = true;
 		pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+	}
 	log_info(NULL, "ravelin %s started: %u workers, %zu backends, config %s", RAVELIN_VERSION,
 		 srv->nworkers, cf->nbackends, config_path);
 	pthread_mutex_unlock(&reload_lock);
@@ -922,8 +932,16 @@ server_describe_sessions(struct server *srv, struct evbuffer *out)
 	req->refs = req->n + 1;
 	pthread_mutex_unlock(&req->lock);
 	for (unsigned i = 0; i < req->n; i++) {
-		if (event_base_once(req->job[i].w->base, -1, EV_TIMEOUT, server_describe_worker,
-				    &req->job[i], &now) == 0) {
+		struct worker *w = req->job[i].w;
+		int ok = -1;
+
+		/* A worker that is leaving would never run it: no 2 s wait, no leak. */
+		pthread_mutex_lock(&w->lock);
+		if (w->running)
+			ok = event_base_once(w->base, -1, EV_TIMEOUT, server_describe_worker,
+					     &req->job[i], &now);
+		pthread_mutex_unlock(&w->lock);
+		if (ok == 0) {
 			posted++;
 			continue;
 		}
