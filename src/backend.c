@@ -42,6 +42,7 @@
 #include "proxyproto.h"
 #include "server.h"
 #include "smtp_session.h"
+#include "strcopy.h"
 #include "tls.h"
 
 #define BE_REPLY_LINE_MAX  2048
@@ -676,7 +677,7 @@ be_connect(struct backend *be)
 	struct config *cf = be->s->cf;
 	const struct config_backend *b = &cf->backends[be->idx];
 
-	snprintf(be->desc, sizeof(be->desc), "%s", b->text);
+	str_copy(be->desc, sizeof(be->desc), b->text);
 	be->bev = bufferevent_socket_new(be->s->w->base, -1,
 					 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!be->bev) {
@@ -782,7 +783,7 @@ backend_command(struct backend *be, const char *line, backend_cb *cb)
 {
 	struct be_cmd *c = calloc(1, sizeof(*c));
 
-	if (!c || asprintf(&c->line, "%s\r\n", line) < 0) {
+	if (!c || (c->line = str_join_alloc(line, "\r\n", (char *)NULL)) == NULL) {
 		free(c);
 		struct backend_reply r = { .status = BE_LOST };
 		if (cb)

@@ -35,6 +35,7 @@
 /* Project. */
 #include "check_dmarc.h"
 #include "dns.h"
+#include "strcopy.h"
 
 #define DMARCV_PSL_DEFAULT "/usr/share/publicsuffix/effective_tld_names.dat"
 
@@ -141,7 +142,7 @@ dmarcv_lib_new(struct dns *dns, const char *psl_path, char *err, size_t errlen)
 	if (!dmarcv_inited) {
 		memset(&init, 0, sizeof init);
 		init.tld_type = OPENDMARC_TLD_TYPE_MOZILLA;
-		snprintf((char *)init.tld_source_file, sizeof init.tld_source_file, "%s", psl_path);
+		str_copy((char *)init.tld_source_file, sizeof init.tld_source_file, psl_path);
 		st = opendmarc_policy_library_init(&init);
 		if (st != DMARC_PARSE_OKAY) {
 			pthread_mutex_unlock(&dmarcv_init_lock);
@@ -226,7 +227,7 @@ dmarcv_org_domain(const struct dmarcv_lib *lib, const char *domain, char *buf, s
 	reg = psl_registrable_domain(lib->psl, d);
 	if (reg == NULL || strlen(reg) >= len)
 		return -1;
-	snprintf(buf, len, "%s", reg);
+	str_copy(buf, len, reg);
 	return 0;
 }
 
@@ -341,7 +342,7 @@ discover(struct dmarcv_lib *lib, const char *from, char *record, size_t reclen,
 	*org = false;
 	fs = fetch_record(lib, from, record, reclen);
 	if (fs == FETCH_FOUND) {
-		snprintf(out->record_domain, sizeof out->record_domain, "%s", from);
+		str_copy(out->record_domain, sizeof out->record_domain, from);
 		return DMARCV_PASS;
 	}
 	if (fs == FETCH_TEMPFAIL) {
@@ -360,7 +361,7 @@ discover(struct dmarcv_lib *lib, const char *from, char *record, size_t reclen,
 	fs = fetch_record(lib, orgdom, record, reclen);
 	if (fs == FETCH_FOUND) {
 		*org = true;
-		snprintf(out->record_domain, sizeof out->record_domain, "%s", orgdom);
+		str_copy(out->record_domain, sizeof out->record_domain, orgdom);
 		return DMARCV_PASS;
 	}
 	if (fs == FETCH_TEMPFAIL) {
@@ -454,7 +455,7 @@ dmarcv_check(struct dmarcv_lib *lib, const struct dmarcv_input *in, struct dmarc
 		snprintf(out->reason, sizeof out->reason, "no usable From: domain");
 		return;
 	}
-	snprintf(out->from_domain, sizeof out->from_domain, "%s", from);
+	str_copy(out->from_domain, sizeof out->from_domain, from);
 	r = discover(lib, from, record, sizeof record, out, &org);
 	if (r != DMARCV_PASS) {
 		out->result = r;

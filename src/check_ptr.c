@@ -19,6 +19,7 @@
 /* Project. */
 #include "check_ptr.h"
 #include "dns.h"
+#include "strcopy.h"
 
 /* check_ptr - forward-confirmed reverse DNS name or "unknown". */
 void
@@ -45,7 +46,7 @@ check_ptr(struct dns *dns, const struct sockaddr *sa, unsigned budget_ms, char *
 				bool same = v4 ? memcmp(&fwd->rr[k].addr.v4, &((const struct sockaddr_in *)sa)->sin_addr, 4) == 0
 					       : memcmp(&fwd->rr[k].addr.v6, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16) == 0;
 				if (same) {
-					snprintf(name, len, "%s", host);
+					str_copy(name, len, host);
 					dns_answer_free(fwd);
 					dns_answer_free(ptr);
 					return;

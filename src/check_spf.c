@@ -43,6 +43,7 @@
 #include "check_spf.h"
 #include "dns.h"
 #include "spf_lint.h"
+#include "strcopy.h"
 
 #define SPF_DEFAULT_BUDGET_MS 20000	/* RFC 7208 4.6.4: at least 20 s */
 #define SPF_VOID_LIMIT 2		/* RFC 7208 4.6.4 */
@@ -282,7 +283,7 @@ spf_checker_new(struct dns *dns, const char *our_hostname)
 		return NULL;
 	ck->dns = dns;
 	ck->budget_ms = SPF_DEFAULT_BUDGET_MS;
-	snprintf(ck->hostname, sizeof(ck->hostname), "%s", our_hostname);
+	str_copy(ck->hostname, sizeof(ck->hostname), our_hostname);
 	if ((ck->layer = calloc(1, sizeof(*ck->layer))) == NULL)
 		goto fail;
 	/* No destroy: libspf2 must not free our layer (SPF_server_free doesn't). */
@@ -475,7 +476,7 @@ spf_finish(struct spf_checker *ck, struct spf_outcome *out, const char *comment,
 		 spf_result_name(out->result), cmt);
 	spf_append_pair(out->received_spf, sizeof(out->received_spf), "client-ip", ip);
 	if (*sender != '\0')
-		snprintf(from, sizeof(from), "%s", sender);
+		str_copy(from, sizeof(from), sender);
 	else
 		snprintf(from, sizeof(from), "postmaster@%s", helo);
 	spf_append_pair(out->received_spf, sizeof(out->received_spf), "envelope-from", from);

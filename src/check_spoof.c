@@ -31,6 +31,7 @@
 
 /* Project. */
 #include "check_spoof.h"
+#include "strcopy.h"
 
 /* Longest label we compare (RFC 1035: 63 octets; decoded may be longer). */
 #define SPOOF_LABEL_MAX 256
@@ -115,7 +116,7 @@ spoof_conf_load_locals(struct spoof_conf *sc, const char *path, char *err, size_
 	char line[1024];
 
 	if (!f) {
-		snprintf(err, errlen, "%s", strerror(errno));
+		str_copy(err, errlen, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -206,7 +207,7 @@ spoof_conf_load_names(struct spoof_conf *sc, const char *path, char *err, size_t
 	int lno = 0, rc = 0;
 
 	if (!f) {
-		snprintf(err, errlen, "%s", strerror(errno));
+		str_copy(err, errlen, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -602,7 +603,7 @@ spoof_lookalike(const struct spoof_conf *sc, const char *domain, char *which, si
 	for (size_t i = 0; i < sc->nlocals; i++)
 		if (resembles(dname, dsuf, dskel, sc->locals[i])) {
 			if (which)
-				snprintf(which, whichlen, "%s", sc->locals[i]);
+				str_copy(which, whichlen, sc->locals[i]);
 			return true;
 		}
 	return false;

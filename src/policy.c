@@ -51,6 +51,7 @@
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "stats.h"
+#include "strcopy.h"
 
 /* A stage whose work runs on the check pool. */
 struct policy_job {
@@ -93,7 +94,7 @@ verdict(struct policy_verdict *v, enum policy_action a, const char *rule, const 
 {
 	va_list ap;
 	v->action = a;
-	snprintf(v->rule, sizeof(v->rule), "%s", rule);
+	str_copy(v->rule, sizeof(v->rule), rule);
 	va_start(ap, fmt);
 	vsnprintf(v->reply, sizeof(v->reply), fmt, ap);
 	va_end(ap);
@@ -125,8 +126,8 @@ from_facts(struct smtp_session *s, struct msg_addr addrs[2], int *nfrom, bool *s
 		st->from_parsed = true;
 		st->from_count = n;
 		if (n >= 1) {
-			snprintf(st->from_addr, sizeof(st->from_addr), "%s", addrs[0].addr);
-			snprintf(st->from_domain, sizeof(st->from_domain), "%s", addrs[0].domain);
+			str_copy(st->from_addr, sizeof(st->from_addr), addrs[0].addr);
+			str_copy(st->from_domain, sizeof(st->from_domain), addrs[0].domain);
 			/* As mail clients show it: "=?UTF-8?B?...?=" names hide nothing. */
 			mime_words_decode(addrs[0].name, strlen(addrs[0].name), st->from_name,
 					  sizeof(st->from_name));
@@ -284,7 +285,7 @@ run_dkim_dmarc(struct smtp_session *s)
 		st->dkim_ran = true;
 	}
 	st->dkim_best = st->dkim ? dkimv_best(st->dkim, &d) : DKIMV_NONE;
-	snprintf(st->dkim_domain, sizeof(st->dkim_domain), "%s", d ? d : "");
+	str_copy(st->dkim_domain, sizeof(st->dkim_domain), d ? d : "");
 	if (!st->from_domain[0])
 		return;
 	struct dmarcv_dkim sigs[DKIMV_MAX_SIGS];
@@ -604,7 +605,7 @@ policy_run(struct smtp_session *s, enum policy_stage stage, policy_done_fn *done
 
 	if ((stage >= PS_MAIL && !st) || !j) {
 		struct policy_verdict v = { .action = POLICY_TEMPFAIL, .rule = "memory" };
-		snprintf(v.reply, sizeof(v.reply), "%s", smtp_reply_text(RPL_LOCAL_ERROR));
+		str_copy(v.reply, sizeof(v.reply), smtp_reply_text(RPL_LOCAL_ERROR));
 		free(j);
 		done(s, &v);
 		return;

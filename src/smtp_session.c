@@ -48,6 +48,7 @@
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "stats.h"
+#include "strcopy.h"
 
 /* Stop taking commands while this much output waits for the client. */
 #define SMTP_OUTPUT_HIGH  (64 * 1024)
@@ -934,7 +935,7 @@ check_helo(struct smtp_session *s, const char *arg)
 	 * at the next MAIL tells it the new one. */
 	if (s->be && strcmp(s->helo, arg) != 0)
 		s->be = (backend_free(s->be), NULL);
-	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	str_copy(s->helo, sizeof(s->helo), arg);
 	s->esmtp = s->pending_verb == SMTP_EHLO;
 	return 0;
 }
@@ -1079,7 +1080,7 @@ check_mail(struct smtp_session *s, const char *arg)
 	}
 	/* RCPT checks UTF-8 recipients against it (RFC 6531 3.4). */
 	t->smtputf8 = smtp_param_get(&t->mail, "SMTPUTF8") != NULL;
-	if (asprintf(&t->mail_arg, "FROM:<%s>%s", t->mail.addr, fwd) < 0) {
+	if ((t->mail_arg = str_join_alloc("FROM:<", t->mail.addr, ">", fwd, (char *)NULL)) == NULL) {
 		free(t);
 		smtp_reply_id(s, RPL_LOCAL_ERROR);
 		return -1;
@@ -1169,7 +1170,7 @@ rcpt_params(struct smtp_session *s, struct smtp_path *p, char *fwd, size_t fwdle
 				return RPL_PARAM_SYNTAX;
 			/* NEVER alone, or any of SUCCESS, FAILURE, DELAY. */
 			char tmp[64];
-			snprintf(tmp, sizeof(tmp), "%s", v);
+			str_copy(tmp, sizeof(tmp), v);
 			for (char *tok = strtok(tmp, ","); tok; tok = strtok(NULL, ","))
 				if (strcasecmp(tok, "NEVER") && strcasecmp(tok, "SUCCESS") &&
 				    strcasecmp(tok, "FAILURE") && strcasecmp(tok, "DELAY"))
@@ -1228,8 +1229,8 @@ check_rcpt(struct smtp_session *s, const char *arg)
 		return -1;
 	}
 	free(t->pending_rcpt_arg);
-	if (asprintf(&t->pending_rcpt_arg, "TO:<%s>%s", t->rcpt.addr, fwd) < 0) {
-		t->pending_rcpt_arg = NULL;
+	if ((t->pending_rcpt_arg = str_join_alloc("TO:<", t->rcpt.addr, ">", fwd, (char *)NULL)) ==
+	    NULL) {
 		smtp_reply_id(s, RPL_LOCAL_ERROR);
 		return -1;
 	}
