@@ -35,6 +35,16 @@ struct server_listener {
 	struct config_listen conf;        /* text points into the startup config */
 };
 
+/* What a backend line's first EHLO offered, kept per worker (no locks) so
+ * that later connections send XCLIENT right after the greeting instead of
+ * EHLO, XCLIENT, EHLO (backend.c). */
+#define SERVER_BE_HINTS 8
+struct server_be_hint {
+	char text[256];           /* the `backend` line it is about ("" = free) */
+	char xclient_attrs[256];  /* the attributes its EHLO listed */
+	bool refused;             /* an early XCLIENT failed there: EHLO first */
+};
+
 struct worker {
 	struct server *srv;
 	unsigned id;
@@ -49,6 +59,7 @@ struct worker {
 	struct event *stop_ev;
 	struct event *flush_ev;           /* writes the replies queued this round */
 	struct smtp_session *flush_list;  /* sessions with replies to write */
+	struct server_be_hint be_hints[SERVER_BE_HINTS];
 };
 
 /* Capabilities learned from the backend's last EHLO, shared by workers. */

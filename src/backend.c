@@ -81,6 +81,7 @@ struct backend {
 	bool plain;                 /* bev is the socket itself: write directly */
 	unsigned depth;             /* inside one of our libevent callbacks */
 	bool zombie;                /* backend_free() was called meanwhile */
+	bool early_xclient;         /* XCLIENT sent before any EHLO (a hint) */
 	char desc[96];
 };
 
@@ -367,6 +368,69 @@ be_ready(struct backend *be)
 		be_next_command(be);
 }
 
+/* be_hint - this worker's hint for the backend line in use; with
+ * create, a slot for it (the oldest-numbered one recycled when full). */
+static struct server_be_hint *
+be_hint(struct backend *be, bool create)
+{
+	struct server_be_hint *h = be->s->w->be_hints;
+	const char *text = be->s->cf->backends[be->idx].text;
+
+	for (size_t i = 0; i < SERVER_BE_HINTS; i++)
+		if (strcmp(h[i].text, text) == 0)
+			return &h[i];
+	if (!create)
+		return NULL;
+	for (size_t i = 0; i < SERVER_BE_HINTS; i++)
+		if (h[i].text[0] == '\0') {
+			h = &h[i];
+			break;
+		}
+	memset(h, 0, sizeof(*h));
+	str_copy(h->text, sizeof(h->text), text);
+	return h;
+}
+
+/* be_hint_learn - after the first EHLO: may the next connection start
+ * with XCLIENT? Only without STARTTLS (that needs EHLO first). */
+static void
+be_hint_learn(struct backend *be)
+{
+	const struct config_backend *cb = &be->s->cf->backends[be->idx];
+	struct server_be_hint *h;
+
+	if (cb->mode != BACKEND_XCLIENT || (cb->flags & BACKEND_STARTTLS) || be->s->w->base == NULL)
+		return;
+	if (!(be->caps & BECAP_XCLIENT)) {
+		if ((h = be_hint(be, false)) != NULL)
+			h->xclient_attrs[0] = '\0';
+		return;
+	}
+	if ((h = be_hint(be, true)) != NULL)
+		str_copy(h->xclient_attrs, sizeof(h->xclient_attrs), be->xclient_attrs);
+}
+
+/* be_early_xclient - after the greeting: XCLIENT at once when this worker
+ * already knows the backend offers it (Postfix's XCLIENT_README: "at any
+ * time, except in the middle of a mail delivery transaction"). Saves one
+ * round trip per connection; a refusal falls back to EHLO for good. */
+static bool
+be_early_xclient(struct backend *be)
+{
+	const struct config_backend *cb = &be->s->cf->backends[be->idx];
+	struct server_be_hint *h;
+
+	if (cb->mode != BACKEND_XCLIENT || (cb->flags & BACKEND_STARTTLS) || be->s->w->base == NULL ||
+	    (h = be_hint(be, false)) == NULL || h->refused || h->xclient_attrs[0] == '\0')
+		return false;
+	str_copy(be->xclient_attrs, sizeof(be->xclient_attrs), h->xclient_attrs);
+	be->caps |= BECAP_XCLIENT;
+	be->early_xclient = true;
+	log_debug(be->s->id, "backend %s: XCLIENT right after the greeting", be->desc);
+	send_xclient(be);
+	return true;
+}
+
 /* after_ehlo - decide what the handshake does next. */
 static void
 after_ehlo(struct backend *be)
@@ -374,6 +438,8 @@ after_ehlo(struct backend *be)
 	const struct config_backend *cb = &be->s->cf->backends[be->idx];
 
 	parse_caps(be);
+	if (be->phase == BP_EHLO)
+		be_hint_learn(be);
 	if (be->phase == BP_EHLO && (cb->flags & BACKEND_STARTTLS)) {
 		if (be->caps & BECAP_STARTTLS) {
 			be->phase = BP_STARTTLS;
@@ -444,7 +510,8 @@ handshake_reply(struct backend *be, int code)
 			be_next_backend(be, why);
 			return;
 		}
-		send_ehlo(be, BP_EHLO);
+		if (!be_early_xclient(be))
+			send_ehlo(be, BP_EHLO);
 		return;
 	case BP_EHLO:
 	case BP_EHLO_TLS:
@@ -472,6 +539,17 @@ handshake_reply(struct backend *be, int code)
 	case BP_XCLIENT:
 		/* Success is a new 220 greeting (some sinks say 250); then
 		 * EHLO again, as the XCLIENT protocol requires. */
+		if (code / 100 != 2 && be->early_xclient) {
+			struct server_be_hint *h = be_hint(be, false);
+			log_info(be->s->id, "backend %s: XCLIENT before EHLO answered %d; "
+				 "EHLO first from now on", be->desc, code);
+			if (h)
+				h->refused = true;
+			be->early_xclient = false;
+			send_ehlo(be, BP_EHLO);
+			return;
+		}
+		be->early_xclient = false;
 		if (code / 100 != 2) {
 			snprintf(why, sizeof(why), "XCLIENT answered %d", code);
 			be_next_backend(be, why);

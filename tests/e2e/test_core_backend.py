@@ -2,6 +2,8 @@
 proxy-protocol listener, failover, and every way a backend can refuse,
 die or hang. Nothing is 250'd that the backend did not accept."""
 
+import json
+import os
 import re
 import socket
 import struct
@@ -337,3 +339,79 @@ def test_backend_refuses_data_command_then_next_message_goes_through(proxy):
                          r"helo=<client\.test>")
     m = proxy.backend.messages()
     assert [x["mail"] for x in m] == ["FROM:<a@sender.example>", "FROM:<b@sender.example>"]
+
+
+# ---- the handshake: XCLIENT right after the greeting once it is known ----
+
+def cmdlog_backend(tmp_path, *extra):
+    """The recording backend, logging each command line with its connection."""
+    path = os.path.join(str(tmp_path), "backend-commands.jsonl")
+    open(path, "w").close()
+    b = harness.Backend(str(tmp_path), "--xclient", "--cmdlog", path, *extra)
+    b.cmdlog = path
+    return b
+
+
+def mail_conns(b):
+    """Command lines of each backend connection that carried a MAIL, in order."""
+    conns = {}
+    with open(b.cmdlog) as f:
+        for line in f:
+            r = json.loads(line)
+            conns.setdefault(r["conn"], []).append(r["line"])
+    return [conns[k] for k in sorted(conns) if any(l.startswith("MAIL") for l in conns[k])]
+
+
+def one_worker(port, dns, b):
+    # One worker: the hint is per worker, and every connection must meet it.
+    return config(port, dns, [(b.port, "xclient")]).replace("workers 2", "workers 1")
+
+
+def deliver(r, n, helo="client.test"):
+    c = harness.Client(r.port)
+    c.greet(helo)
+    assert c.message("a@sender.example", ["u@example.org"], MSG)[0] == 250
+    c.cmd("QUIT")
+
+
+def test_xclient_right_after_greeting_once_the_backend_is_known(tmp_path, dns, ravelin_factory):
+    b = cmdlog_backend(tmp_path)
+    try:
+        port = harness.free_port()
+        r = ravelin_factory(one_worker(port, dns, b), port)
+        for i in range(3):
+            deliver(r, i, helo="c%d.client.test" % i)
+        conns = mail_conns(b)
+        assert len(conns) == 3, conns
+        verbs = [[l.split()[0].upper() for l in c[:3]] for c in conns]
+        # First: learn what it offers. Then: one round trip less.
+        assert verbs[0] == ["EHLO", "XCLIENT", "EHLO"], conns[0]
+        assert verbs[1] == ["XCLIENT", "EHLO", "MAIL"], conns[1]
+        assert verbs[2] == ["XCLIENT", "EHLO", "MAIL"], conns[2]
+        # Each connection still tells the backend its own client.
+        helos = [m["xclient"]["HELO"] for m in b.messages()]
+        assert helos == ["c0.client.test", "c1.client.test", "c2.client.test"]
+        assert all(m["xclient"]["ADDR"] == "127.0.0.1" for m in b.messages())
+    finally:
+        b.stop()
+
+
+def test_xclient_refused_before_ehlo_falls_back_for_good(tmp_path, dns, ravelin_factory):
+    b = cmdlog_backend(tmp_path, "--xclient-after-ehlo")
+    try:
+        port = harness.free_port()
+        r = ravelin_factory(one_worker(port, dns, b), port)
+        for i in range(3):
+            deliver(r, i)
+        conns = mail_conns(b)
+        verbs = [[l.split()[0].upper() for l in c[:4]] for c in conns]
+        assert verbs[0][:3] == ["EHLO", "XCLIENT", "EHLO"], conns[0]
+        # Tried once, refused: EHLO, XCLIENT, EHLO again on the same connection.
+        assert verbs[1] == ["XCLIENT", "EHLO", "XCLIENT", "EHLO"], conns[1]
+        assert verbs[2][:3] == ["EHLO", "XCLIENT", "EHLO"], conns[2]
+        assert len(b.messages()) == 3
+        assert all(m["xclient"]["ADDR"] == "127.0.0.1" for m in b.messages())
+        assert r.wait_re(r"XCLIENT before EHLO answered 503; EHLO first from now on")
+        assert r.log().count("EHLO first from now on") == 1
+    finally:
+        b.stop()

@@ -294,3 +294,43 @@ def test_postfix_tempfails_when_the_milter_is_down(stack):
         code, _ = c.rcpt("u@example.org")
     assert 400 <= code < 500, code
     c.close()
+
+
+def test_postfix_takes_xclient_right_after_its_greeting(stack, dns, ravelin_factory):
+    # ravelin as a proxy in front of this Postfix: once a worker has seen
+    # Postfix offer XCLIENT, later connections send it before any EHLO
+    # (XCLIENT_README: "at any time, except in the middle of a mail
+    # transaction"). Postfix must take it, and the mail must go through.
+    pf, milter, backend = stack
+    port = harness.free_port()
+    conf = """hostname mx.test.example
+log stderr
+workers 1
+listen 127.0.0.1:%d inbound
+backend 127.0.0.1:%d xclient
+local_domains example.org
+mynetworks 10.255.255.0/24
+dns_resolver 127.0.0.1:%d
+dns_timeout 2s
+log_level 1
+""" % (port, pf.port, dns.port)
+    r = ravelin_factory(conf, port)
+    markers = []
+    for i in range(3):
+        marker = b"pf-early-xclient-%d-%d" % (i, time.time_ns())
+        markers.append(marker)
+        c = smtplib.SMTP("127.0.0.1", r.port, timeout=30)
+        c.ehlo("c%d.client.example" % i)
+        msg = (b"From: <a@client.example>\r\nTo: <u@example.org>\r\nSubject: " + marker
+               + b"\r\n\r\nhello\r\n")
+        c.sendmail("a@client.example", ["u@example.org"], msg)
+        c.quit()
+    for i, marker in enumerate(markers):
+        m = delivered(backend, marker)
+        assert m is not None, pf.log()[-3000:]
+        # Postfix's own Received: names the client ravelin presented.
+        assert b"c%d.client.example" % i in m["data"], m["data"][:600]
+    # The first connection learnt it; the other two used it.
+    assert r.log().count("XCLIENT right after the greeting") == 2, r.log()[-3000:]
+    assert "EHLO first from now on" not in r.log()
+    assert "XCLIENT before EHLO" not in r.log()

@@ -12,6 +12,9 @@ Run: /usr/bin/python3 smtpbackend.py --port N --log FILE [--caps ...]
      [--reply-mail REPLY]
 Prints "ready PORT" when listening.
 
+--xclient-after-ehlo: refuse XCLIENT before the connection's first EHLO.
+Every --cmdlog record carries "conn", the connection's number.
+
 --tls CERT,KEY: announce STARTTLS and switch to TLS on it (records carry
 the TLS version in "tls"). --cmdlog FILE: append every command line
 received, as JSON {"tls": ..., "line": ...}, to FILE.
@@ -70,13 +73,15 @@ class Backend:
             self.sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.sslctx.load_cert_chain(cert, key)
         self.seq = 0
+        self.conns = 0
 
     def record(self, obj):
         self.log.write(json.dumps(obj) + "\n")
 
     async def handle(self, reader, writer):
         a = self.args
-        state = {"xclient": {}, "proxy": None, "helo": None, "tls": False}
+        self.conns += 1
+        state = {"xclient": {}, "proxy": None, "helo": None, "tls": False, "conn": self.conns}
         buf = b""
 
         async def readline():
@@ -124,7 +129,8 @@ class Backend:
                 verb = line[:4].upper()
                 text = line.decode("utf-8", "replace")
                 if self.cmdlog:
-                    self.cmdlog.write(json.dumps({"tls": state["tls"], "line": text}) + "\n")
+                    self.cmdlog.write(json.dumps({"tls": state["tls"], "line": text,
+                                                  "conn": state["conn"]}) + "\n")
                 if verb in (b"EHLO", b"HELO"):
                     state["helo"] = text[5:]
                     caps = ["backend.test"] + [c for c in a.caps.split(",") if c]
@@ -142,6 +148,9 @@ class Backend:
                     state["tls"] = writer.get_extra_info("ssl_object").version()
                     state["helo"] = None
                 elif line.upper().startswith(b"XCLIENT "):
+                    if a.xclient_after_ehlo and state["helo"] is None:
+                        await send("503 5.5.1 Error: send EHLO first")
+                        continue
                     for kv in text[8:].split():
                         k, _, v = kv.partition("=")
                         state["xclient"][k.upper()] = v
@@ -255,6 +264,8 @@ def main():
     p.add_argument("--chaos", type=int, default=None)
     p.add_argument("--xclient", action="store_true")
     p.add_argument("--proxy", action="store_true")
+    p.add_argument("--xclient-after-ehlo", action="store_true",
+                   help="refuse XCLIENT before EHLO (as some servers might)")
     p.add_argument("--reply-rcpt", default=None)
     p.add_argument("--reply-mail", default=None)
     p.add_argument("--tls", default=None, help="CERT,KEY: offer STARTTLS")
