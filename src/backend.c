@@ -714,6 +714,8 @@ be_event(struct backend *be, struct bufferevent *bev, short what)
 		/* Our own reads (no FIONREAD per reply); libevent's if not. */
 		if ((be->rd = bev_direct_new(bev, 0)) != NULL)
 			bev_direct_enable(be->rd);
+		else
+			bufferevent_enable(bev, EV_READ);
 		be->phase = BP_GREETING;
 		const struct config_backend *cb = &be->s->cf->backends[be->idx];
 		if (cb->mode == BACKEND_PROXY) {
@@ -763,7 +765,8 @@ be_connect(struct backend *be)
 		return;
 	}
 	bufferevent_setcb(be->bev, be_read_cb, NULL, be_event_cb, be);
-	bufferevent_enable(be->bev, EV_READ | EV_WRITE);
+	/* Reading starts once connected (our own reader, be_event()). */
+	bufferevent_enable(be->bev, EV_WRITE);
 	be->phase = BP_CONNECTING;
 	be->tls = false;
 	be->plain = true;

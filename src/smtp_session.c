@@ -345,6 +345,8 @@ smtp_close(struct smtp_session *s)
 	s->state = SS_CLOSING;
 	s->busy = true;
 	event_del(s->timer);
+	/* Nothing more is read: no point handing reading over first. */
+	s->rd = bev_direct_free(s->rd);
 	smtp_out_handover(s);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_setcb(s->bev, NULL, closing_write_cb, smtp_event_cb, s);
