@@ -64,8 +64,8 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	bufferevent_data_cb readcb;
 	bufferevent_event_cb eventcb;
 	void *cbarg;
-	struct evbuffer_iovec v;
-	size_t room = BEV_DIRECT_READ, have = evbuffer_get_length(in);
+	char buf[BEV_DIRECT_READ];
+	size_t room = sizeof(buf), have = evbuffer_get_length(in);
 	ssize_t n;
 
 	(void)what;
@@ -77,20 +77,17 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		if (room > d->high - have)
 			room = d->high - have;
 	}
-	/* The socket bufferevent keeps its input's end frozen: only its
-	 * own reader may add, and we are reading in its place. */
-	evbuffer_unfreeze(in, 0);
-	if (evbuffer_reserve_space(in, (ev_ssize_t)room, &v, 1) < 1) {
-		evbuffer_freeze(in, 0);
-		n = -1;
-		errno = ENOMEM;
-	} else {
-		if (v.iov_len > room)
-			v.iov_len = room;
-		n = recv(fd, v.iov_base, v.iov_len, 0);
-		if (n > 0) {
-			v.iov_len = (size_t)n;
-			evbuffer_commit_space(in, &v, 1);
+	/* Into the stack, then added: the chain is sized to what came (a
+	 * command line fits a small, recycled allocation), where reserving
+	 * room for a large read would allocate a large chain every time. */
+	n = recv(fd, buf, room, 0);
+	if (n > 0) {
+		/* The socket bufferevent keeps its input's end frozen: only its
+		 * own reader may add, and we are reading in its place. */
+		evbuffer_unfreeze(in, 0);
+		if (evbuffer_add(in, buf, (size_t)n) < 0) {
+			n = -1;
+			errno = ENOMEM;
 		}
 		evbuffer_freeze(in, 0);
 	}
