@@ -229,7 +229,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		s->flush_queued = false;
 		if (!s->closed && s->bev && s->out_direct)
 			out_write(s);
-		smtp_session_unref(s);
+		/* The list's reference (out_queued()) kept s allocated. */
+		smtp_session_unref(s); // NOLINT(clang-analyzer-unix.Malloc)
 	}
 }
 
