@@ -44,16 +44,49 @@ log_set_verbose(int verbose)
 	__atomic_store_n(&log_verbose, verbose, __ATOMIC_RELAXED);
 }
 
+/* stamp - "HH:MM:SS.mmm ident[pid]: " for a stderr line into out; its length.
+ * localtime_r() once a second per thread, not once a line. */
+static size_t
+stamp(char *out, size_t size)
+{
+	static __thread time_t last_sec = -1;
+	static __thread char hms[16];
+	struct timespec ts;
+	long ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != last_sec) {
+		struct tm tm;
+		localtime_r(&ts.tv_sec, &tm);
+		snprintf(hms, sizeof(hms), "%02d:%02d:%02d.", tm.tm_hour, tm.tm_min, tm.tm_sec);
+		last_sec = ts.tv_sec;
+	}
+	ms = ts.tv_nsec / 1000000;
+	int n = snprintf(out, size, "%s%03ld %s[%d]: ", hms, ms, log_ident, log_pid);
+	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 /* vlog - format one line and send it; stderr lines are written whole. */
 static void
 vlog(int pri, const char *sid, const char *fmt, va_list ap)
 {
-	char msg[2048];
-	int n = 0;
+	char line[2200];
+	size_t off = log_dest == LOG_DEST_SYSLOG ? 0 : stamp(line, 128);
+	char *msg = line + off;
+	size_t room = sizeof(line) - off - 1;   /* one left for the newline */
+	size_t n = 0;
 
-	if (sid)
-		n = snprintf(msg, sizeof(msg), "%s: ", sid);
-	vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
+	/* Formatted once, in place after the stamp. */
+	if (sid) {
+		size_t k = strnlen(sid, room - 3);
+		memcpy(msg, sid, k);
+		memcpy(msg + k, ": ", 3);
+		n = k + 2;
+	}
+	int m = vsnprintf(msg + n, room - n, fmt, ap);
+	if (m > 0)
+		n = n + (size_t)m < room - 1 ? n + (size_t)m : room - 1;
+	msg[n] = '\0';
 	/* Never let a client-controlled byte break the one-line format. */
 	for (char *c = msg; *c; c++)
 		if ((unsigned char)*c < 0x20 || *c == 0x7f)
@@ -62,23 +95,8 @@ vlog(int pri, const char *sid, const char *fmt, va_list ap)
 		syslog(pri, "%s", msg);
 		return;
 	}
-	/* localtime_r() once a second per thread, not once a line. */
-	static __thread time_t last_sec = -1;
-	static __thread char hms[16];
-	char line[2200];
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (ts.tv_sec != last_sec) {
-		struct tm tm;
-		localtime_r(&ts.tv_sec, &tm);
-		snprintf(hms, sizeof(hms), "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
-		last_sec = ts.tv_sec;
-	}
-	int len = snprintf(line, sizeof(line), "%s.%03ld %s[%d]: %s\n", hms,
-			   ts.tv_nsec / 1000000, log_ident, log_pid, msg);
-	if (len > (int)sizeof(line) - 1)
-		len = sizeof(line) - 1;
-	(void)!write(STDERR_FILENO, line, len);
+	msg[n] = '\n';
+	(void)!write(STDERR_FILENO, line, off + n + 1);
 }
 
 /* log_info - an ordinary event. */
