@@ -133,6 +133,8 @@ void smtp_session_unref(struct smtp_session *s);
 ssize_t smtp_evbuffer_write(struct evbuffer *out, int fd);
 /* smtp_out_handover - stop writing replies directly (before STARTTLS). */
 void smtp_out_handover(struct smtp_session *s);
+/* smtp_flush_arm - run the worker's flush at the end of this round. */
+void smtp_flush_arm(void *worker);
 /* smtp_flush_setup/cleanup - the worker's reply writer (server.c). */
 int smtp_flush_setup(struct worker *w);
 void smtp_flush_cleanup(struct worker *w);

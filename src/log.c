@@ -5,11 +5,12 @@
  *
  * Public:
  *   log_init(), log_set_verbose(), log_info(), log_warnx(), log_debug(),
- *   fatalx()
+ *   fatalx(), log_batch_begin(), log_flush()
  */
 
 /* System. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,52 @@ void
 log_set_verbose(int verbose)
 {
 	__atomic_store_n(&log_verbose, verbose, __ATOMIC_RELAXED);
+}
+
+/* A worker's stderr lines of one loop round, written with one write(). */
+struct log_batch {
+	char buf[16384];
+	size_t len;
+	bool on;
+	void (*arm)(void *);
+	void *arg;
+};
+static __thread struct log_batch batch;
+
+/* log_batch_begin - see log.h. */
+void
+log_batch_begin(void (*arm)(void *), void *arg)
+{
+	batch.len = 0;
+	batch.arm = arm;
+	batch.arg = arg;
+	batch.on = true;
+}
+
+/* log_flush - see log.h. */
+void
+log_flush(void)
+{
+	if (batch.len > 0)
+		(void)!write(STDERR_FILENO, batch.buf, batch.len);
+	batch.len = 0;
+}
+
+/* emit - one whole stderr line: into the round's batch, or written now. */
+static void
+emit(const char *line, size_t len)
+{
+	if (!batch.on) {
+		(void)!write(STDERR_FILENO, line, len);
+		return;
+	}
+	/* A line is at most vlog()'s 2200 octets: it always fits once flushed. */
+	if (batch.len + len > sizeof(batch.buf))
+		log_flush();
+	if (batch.len == 0 && batch.arm)
+		batch.arm(batch.arg);
+	memcpy(batch.buf + batch.len, line, len);
+	batch.len += len;
 }
 
 /* stamp - "HH:MM:SS.mmm ident[pid]: " for a stderr line into out; its length.
@@ -96,7 +143,7 @@ vlog(int pri, const char *sid, const char *fmt, va_list ap)
 		return;
 	}
 	msg[n] = '\n';
-	(void)!write(STDERR_FILENO, line, off + n + 1);
+	emit(line, off + n + 1);
 }
 
 /* log_info - an ordinary event. */
@@ -139,5 +186,6 @@ fatalx(const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog(LOG_CRIT, NULL, fmt, ap);
 	va_end(ap);
+	log_flush();
 	exit(1);
 }

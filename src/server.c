@@ -379,10 +379,13 @@ worker_main(void *arg)
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* stderr lines leave once a round, with the replies (flush_cb). */
+	log_batch_begin(smtp_flush_arm, w);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* A request posted just before worker_exit() still gets its answer
 	 * (and its memory back): one more pass over what is due. */
 	event_base_loop(w->base, EVLOOP_NONBLOCK);
+	log_flush();
 	return NULL;
 }
 

@@ -232,6 +232,19 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		/* The list's reference (out_queued()) kept s allocated. */
 		smtp_session_unref(s); // NOLINT(clang-analyzer-unix.Malloc)
 	}
+	/* The round's log lines too, in one write (log_batch_begin()). */
+	log_flush();
+}
+
+/* smtp_flush_arm - have the worker's flush event run at the end of this
+ * round (log.c calls it for the round's first log line). */
+void
+smtp_flush_arm(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->flush_ev)
+		event_active(w->flush_ev, EV_TIMEOUT, 0);
 }
 
 /* smtp_flush_setup - the worker's flush event. */
