@@ -24,7 +24,8 @@
 # Scenarios are functions (section_*); BENCH_SECTIONS picks them.
 # Knobs (environment):
 #   BENCH_SECTIONS   "core idle policy latency" (default: all, in that order)
-#   BENCH_ROUNDS     rounds of alternation (3)
+#   BENCH_ROUNDS     rounds of alternation (5: this shared machine swings
+#                    by a fifth from one run to the next)
 #   BENCH_SINGLE     messages per run, one message per connection (8000)
 #   BENCH_MULTI      messages per run, 10 messages per connection (12000)
 #   BENCH_POLICY_SINGLE, BENCH_POLICY_MULTI   the same for the policy section
@@ -49,7 +50,7 @@ PY=/usr/bin/python3
 BENCHPY="$PY $HERE/bench.py"
 
 SECTIONS=${BENCH_SECTIONS:-core idle policy latency}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 N_SINGLE=${BENCH_SINGLE:-8000}
 N_MULTI=${BENCH_MULTI:-12000}
 NP_SINGLE=${BENCH_POLICY_SINGLE:-3000}
