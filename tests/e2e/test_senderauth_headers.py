@@ -268,7 +268,16 @@ def test_dns_server_that_stops_answering(tmp_path, backend, ravelin_factory):
         srv.stop()
         hole.close()
         silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        silent.bind(("127.0.0.1", srv.port))
+        # The stopped server's thread may hold the port a moment longer.
+        end = time.monotonic() + 5
+        while True:
+            try:
+                silent.bind(("127.0.0.1", srv.port))
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
         try:
             c = sa.Session(r, sa.GOOD4)
             t0 = time.monotonic()
