@@ -222,6 +222,9 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* The round's log lines first (log_batch_begin()): a line about a
+	 * reply ("accepted: ...") is on record before the client has it. */
+	log_flush();
 	w->flush_list = NULL;
 	while (list) {
 		struct smtp_session *s = list;
@@ -232,7 +235,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		/* The list's reference (out_queued()) kept s allocated. */
 		smtp_session_unref(s); // NOLINT(clang-analyzer-unix.Malloc)
 	}
-	/* The round's log lines too, in one write (log_batch_begin()). */
+	/* And those the replies' callbacks logged meanwhile. */
 	log_flush();
 }
 
