@@ -17,13 +17,13 @@
 /* System. */
 #include <ctype.h>
 #include <stdbool.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 /* Project. */
 #include "authres.h"
+#include "strcopy.h"
 
 /* RFC 5322 section 2.1.1: lines SHOULD stay within 78 characters. */
 #define AUTHRES_COLS 78
@@ -40,29 +40,6 @@ struct writer {
 	bool line_empty;	/* nothing but the fold yet on this line */
 	bool overflow;
 };
-
-/* join - the strings up to a NULL, one after another, cut to fit cap.
- * Not snprintf: these fields are composed for every message. */
-static void
-join(char *dst, size_t cap, ...)
-{
-	va_list ap;
-	size_t len = 0;
-	const char *p;
-
-	if (cap == 0)
-		return;
-	va_start(ap, cap);
-	while ((p = va_arg(ap, const char *)) != NULL) {
-		size_t n = strlen(p);
-		if (n > cap - 1 - len)
-			n = cap - 1 - len;
-		memcpy(dst + len, p, n);
-		len += n;
-	}
-	va_end(ap);
-	dst[len] = '\0';
-}
 
 /* w_init - start writing into buf. */
 static void
@@ -252,7 +229,7 @@ w_prop(struct writer *w, const char *name, const char *value, bool allow_at, con
 	char word[sizeof enc + 64];
 
 	enc_value(enc, sizeof enc, value, allow_at);
-	join(word, sizeof word, name, "=", enc, tail, (char *)NULL);
+	str_join(word, sizeof word, name, "=", enc, tail, (char *)NULL);
 	w_word(w, word);
 }
 
@@ -278,14 +255,14 @@ w_resinfo(struct writer *w, const struct resinfo *ri, bool last)
 	int i;
 
 	w_fold(w);
-	join(word, sizeof word, ri->method, "=", keyword(ri->result),
+	str_join(word, sizeof word, ri->method, "=", keyword(ri->result),
 	     ri->comment == NULL && ri->nprop == 0 ? tail : "", (char *)NULL);
 	w_word(w, word);
 	if (ri->comment != NULL) {
 		char c[2 * AUTHRES_VALUE_MAX + 8];
 
 		enc_comment(c, sizeof c, ri->comment);
-		join(word, sizeof word, c, ri->nprop == 0 ? tail : "", (char *)NULL);
+		str_join(word, sizeof word, c, ri->nprop == 0 ? tail : "", (char *)NULL);
 		w_word(w, word);
 	}
 	for (i = 0; i < ri->nprop; i++)
@@ -423,42 +400,33 @@ authres_received_spf(const struct authres_spf *spf, const char *text, char *buf,
 		}
 		line[o] = '\0';
 	} else if (spf != NULL) {
-		char part[2 * AUTHRES_VALUE_MAX + 40];
-
-		join(line, sizeof line, keyword(spf->result), (char *)NULL);
+		str_join(line, sizeof line, keyword(spf->result), (char *)NULL);
 		if (spf->comment != NULL) {
 			enc_comment(enc, sizeof enc, spf->comment);
-			join(part, sizeof part, " ", enc, (char *)NULL);
-			strncat(line, part, sizeof line - strlen(line) - 1);
+			str_append(line, sizeof line, " ", enc, (char *)NULL);
 		}
 		if (spf->receiver != NULL) {
 			enc_value(enc, sizeof enc, spf->receiver, false);
-			join(part, sizeof part, " receiver=", enc, ";", (char *)NULL);
-			strncat(line, part, sizeof line - strlen(line) - 1);
+			str_append(line, sizeof line, " receiver=", enc, ";", (char *)NULL);
 		}
 		if (spf->client_ip != NULL) {
 			enc_value(enc, sizeof enc, spf->client_ip, false);
-			join(part, sizeof part, " client-ip=", enc, ";", (char *)NULL);
-			strncat(line, part, sizeof line - strlen(line) - 1);
+			str_append(line, sizeof line, " client-ip=", enc, ";", (char *)NULL);
 		}
 		if (spf->envelope_from != NULL) {
 			/* Always quoted: a local part may hold anything. */
 			enc_value(enc + 1, sizeof enc - 2, spf->envelope_from, true);
 			if (enc[1] == '"')
-				join(part, sizeof part, " envelope-from=", enc + 1, ";", (char *)NULL);
+				str_append(line, sizeof line, " envelope-from=", enc + 1, ";", (char *)NULL);
 			else
-				join(part, sizeof part, " envelope-from=\"", enc + 1, "\";", (char *)NULL);
-			strncat(line, part, sizeof line - strlen(line) - 1);
+				str_append(line, sizeof line, " envelope-from=\"", enc + 1, "\";", (char *)NULL);
 		}
 		if (spf->helo != NULL) {
 			enc_value(enc, sizeof enc, spf->helo, false);
-			join(part, sizeof part, " helo=", enc, ";", (char *)NULL);
-			strncat(line, part, sizeof line - strlen(line) - 1);
+			str_append(line, sizeof line, " helo=", enc, ";", (char *)NULL);
 		}
-		if (spf->identity != NULL) {
-			join(part, sizeof part, " identity=", keyword(spf->identity), ";", (char *)NULL);
-			strncat(line, part, sizeof line - strlen(line) - 1);
-		}
+		if (spf->identity != NULL)
+			str_append(line, sizeof line, " identity=", keyword(spf->identity), ";", (char *)NULL);
 	} else {
 		line[0] = '\0';
 	}

@@ -391,15 +391,24 @@ be_hint(struct backend *be, bool create)
 	return h;
 }
 
+/* be_hint_applies - may this backend line start with XCLIENT at all?
+ * Only in xclient mode and without STARTTLS (that needs EHLO first). */
+static bool
+be_hint_applies(const struct backend *be)
+{
+	const struct config_backend *cb = &be->s->cf->backends[be->idx];
+
+	return cb->mode == BACKEND_XCLIENT && !(cb->flags & BACKEND_STARTTLS);
+}
+
 /* be_hint_learn - after the first EHLO: may the next connection start
- * with XCLIENT? Only without STARTTLS (that needs EHLO first). */
+ * with XCLIENT? */
 static void
 be_hint_learn(struct backend *be)
 {
-	const struct config_backend *cb = &be->s->cf->backends[be->idx];
 	struct server_be_hint *h;
 
-	if (cb->mode != BACKEND_XCLIENT || (cb->flags & BACKEND_STARTTLS) || be->s->w->base == NULL)
+	if (!be_hint_applies(be))
 		return;
 	if (!(be->caps & BECAP_XCLIENT)) {
 		if ((h = be_hint(be, false)) != NULL)
@@ -417,11 +426,10 @@ be_hint_learn(struct backend *be)
 static bool
 be_early_xclient(struct backend *be)
 {
-	const struct config_backend *cb = &be->s->cf->backends[be->idx];
 	struct server_be_hint *h;
 
-	if (cb->mode != BACKEND_XCLIENT || (cb->flags & BACKEND_STARTTLS) || be->s->w->base == NULL ||
-	    (h = be_hint(be, false)) == NULL || h->refused || h->xclient_attrs[0] == '\0')
+	if (!be_hint_applies(be) || (h = be_hint(be, false)) == NULL || h->refused ||
+	    h->xclient_attrs[0] == '\0')
 		return false;
 	str_copy(be->xclient_attrs, sizeof(be->xclient_attrs), h->xclient_attrs);
 	be->caps |= BECAP_XCLIENT;

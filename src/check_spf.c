@@ -422,24 +422,6 @@ spf_is_dot_atom(const char *s)
 	return 1;
 }
 
-/* spf_append - append " key=value;" to the header buffer, never past its end. */
-static void
-spf_append(char *buf, size_t len, const char *key, const char *value)
-{
-	/* Not snprintf: three of these go into every message's header. */
-	const char *part[] = { " ", key, "=", value, ";" };
-	size_t used = strlen(buf);
-
-	for (size_t i = 0; i < sizeof(part) / sizeof(part[0]) && used + 1 < len; i++) {
-		size_t n = strlen(part[i]);
-		if (n > len - 1 - used)
-			n = len - 1 - used;
-		memcpy(buf + used, part[i], n);
-		used += n;
-	}
-	buf[used] = '\0';
-}
-
 /* spf_append_pair - append " key=value;" with value as dot-atom or quoted-string. */
 static void
 spf_append_pair(char *buf, size_t len, const char *key, const char *value)
@@ -449,7 +431,7 @@ spf_append_pair(char *buf, size_t len, const char *key, const char *value)
 
 	spf_sanitize(clean, sizeof(clean), value, NULL);
 	if (spf_is_dot_atom(clean)) {
-		spf_append(buf, len, key, clean);
+		str_append(buf, len, " ", key, "=", clean, ";", (char *)NULL);
 		return;
 	}
 	quoted[o++] = '"';
@@ -460,7 +442,7 @@ spf_append_pair(char *buf, size_t len, const char *key, const char *value)
 	}
 	quoted[o++] = '"';
 	quoted[o] = '\0';
-	spf_append(buf, len, key, quoted);
+	str_append(buf, len, " ", key, "=", quoted, ";", (char *)NULL);
 }
 
 /* spf_finish - compose the Received-SPF value from what is known. */

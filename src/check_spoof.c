@@ -505,18 +505,6 @@ spoof_edit_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
-/* span_copy - n bytes of src as a string in dst, cut to fit. */
-static void
-span_copy(char *dst, size_t dstlen, const char *src, size_t n)
-{
-	if (dstlen == 0)
-		return;
-	if (n >= dstlen)
-		n = dstlen - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* spoof_split_domain - see check_spoof.h. */
 bool
 spoof_split_domain(const char *domain, char *name, size_t namelen, char *suffix, size_t suffixlen)
@@ -549,8 +537,8 @@ spoof_split_domain(const char *domain, char *name, size_t namelen, char *suffix,
 	if (suf - 1 <= start)
 		return false;
 	/* Not snprintf: this runs for every local domain on every message. */
-	span_copy(name, namelen, domain + start, suf - 1 - start);
-	span_copy(suffix, suffixlen, domain + suf, len - suf);
+	str_copy_n(name, namelen, domain + start, suf - 1 - start);
+	str_copy_n(suffix, suffixlen, domain + suf, len - suf);
 	return true;
 }
 

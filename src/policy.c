@@ -416,18 +416,6 @@ job_work(void *arg)
 	job_rules(arg);
 }
 
-/* has_signature - does the message carry a DKIM-Signature (key lookups)? */
-static bool
-has_signature(struct smtp_session *s)
-{
-	struct message *m = s->txn && s->txn->msg ? msg_parser_message(s->txn->msg) : NULL;
-
-	for (size_t i = 0; m && i < m->nheaders; i++)
-		if (msg_header_is(&m->headers[i], "DKIM-Signature"))
-			return true;
-	return false;
-}
-
 /* sig_tag - the value of tag t= in a DKIM-Signature value, into out. */
 static bool
 sig_tag(const char *v, size_t len, char t, char *out, size_t outlen)
@@ -506,7 +494,8 @@ static bool
 try_inline(struct smtp_session *s, struct policy_job *j)
 {
 	/* dkimv_eom() runs once: only with every key at hand. */
-	if (j->dkim && has_signature(s) && !dkim_keys_cached(s))
+	/* A verifier exists only once a DKIM-Signature came (st_header()). */
+	if (j->dkim && s->pol && s->pol->dkim && !dkim_keys_cached(s))
 		return false;
 	if (j->rules && s->cf->rules &&
 	    rules_stage_has_limit(s->cf->rules, (enum rules_stage)j->stage) &&

@@ -213,6 +213,16 @@ read_on(struct smtp_session *s)
 		bufferevent_enable(s->bev, EV_READ);
 }
 
+/* read_off - take no input from the client for now. */
+static void
+read_off(struct smtp_session *s)
+{
+	if (s->rd)
+		bev_direct_disable(s->rd);
+	else
+		bufferevent_disable(s->bev, EV_READ);
+}
+
 /* flush_cb - the end of a round: write every session's replies. */
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -617,10 +627,7 @@ session_loop(struct smtp_session *s)
 				 * write_cb sees the output drain; the write timeout
 				 * cuts it off if it never does. */
 				s->out_blocked = true;
-				if (s->rd)
-					bev_direct_disable(s->rd);
-				else
-					bufferevent_disable(s->bev, EV_READ);
+				read_off(s);
 				break;
 			}
 			if (s->state == SS_PROXY) {
