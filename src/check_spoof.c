@@ -166,6 +166,8 @@ parse_name_line(struct spoof_conf *sc, char *line)
 		while (*p && !isspace((unsigned char)*p))
 			p++;
 		if (!*p)
+			/* Before nm.substr is set: nothing leaks. */
+			// cppcheck-suppress memleak
 			return "expected PATTERN domain[,domain...]";
 		*p++ = '\0';
 		nm.substr = strdup(pat);
