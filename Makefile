@@ -5,6 +5,7 @@
 #   make check         build and run unit and end-to-end tests
 #   make check-san     the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench         benchmarks (prints figures)
+#   make MALLOC=libc   glibc's malloc instead of jemalloc
 #   make fuzz          libFuzzer targets (clang)
 #   make install       PREFIX=/usr/local DESTDIR=
 #   make run           demo: ravelin in front of a local smtp-sink, one message through it
@@ -17,15 +18,25 @@ UNITDIR  ?= $(PREFIX)/lib/systemd/system
 DOCDIR   ?= $(PREFIX)/share/doc/ravelin
 DESTDIR  ?=
 
+# MALLOC: jemalloc (as Redis does; glibc's malloc and free were about a
+# sixth of ravelin's own CPU per message) or libc. The sanitizer build
+# always uses libc's: ASan brings its own allocator.
 SAN      ?=
 ifeq ($(SAN),1)
 BUILD    ?= build-san
 SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT       = -O1
+MALLOC    = libc
 else
 BUILD    ?= build
 SANFLAGS  =
 OPT       = -O2
+MALLOC   ?= jemalloc
+endif
+ifeq ($(MALLOC),jemalloc)
+MALLOCLIB = -ljemalloc
+else
+MALLOCLIB =
 endif
 
 PKGS     = libevent libevent_pthreads libevent_openssl openssl libpcre2-8 \
@@ -35,7 +46,7 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread $(SANFLAGS)
 LDFLAGS  += -pthread $(SANFLAGS)
-LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lspf2 -lopendmarc -lcrypt -lpthread
+LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lspf2 -lopendmarc -lcrypt $(MALLOCLIB) -lpthread
 TESTLIBS  = $(shell pkg-config --libs cmocka)
 
 MAINS    = src/main.c src/ravelinctl.c

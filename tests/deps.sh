@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
  libevent-dev libssl-dev libspf2-dev libopendkim-dev libopendmarc-dev
  libmilter-dev libpcre2-dev libhiredis-dev libunbound-dev libpsl-dev
- publicsuffix libcrypt-dev libcmocka-dev
+ publicsuffix libcrypt-dev libcmocka-dev libjemalloc-dev
  postfix swaks redis-server haproxy miltertest openssl socat tmux procps
  python3 python3-pytest python3-aiosmtpd python3-dnslib python3-dkim
  python3-authres python3-yaml valgrind cppcheck clang-tidy man-db

@@ -20,10 +20,12 @@ if [ -n "$VALGRIND" ]; then
 	# adds --log-file per daemon and checks the report at stop
 	# (tests/lib/harness.py); VALGRIND_E2E selects the end-to-end files run
 	# (default: the representative set below; "all" for the whole suite).
+	# The soname synonym lets memcheck replace jemalloc's malloc as it
+	# does libc's (the release build links jemalloc).
 	export VALGRIND
 	export RAVELIN_WRAPPER="valgrind --error-exitcode=99 --leak-check=full \
 --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
---num-callers=30 --track-fds=no --suppressions=$PWD/tests/valgrind.supp"
+--num-callers=30 --track-fds=no --soname-synonyms=somalloc=libjemalloc.so* --suppressions=$PWD/tests/valgrind.supp"
 	VALGRIND_E2E=${VALGRIND_E2E:-"test_core_basic.py test_core_message.py test_core_backend.py \
 test_access_tls.py test_access_auth.py test_rules_stages.py test_senderauth_spf.py \
 test_senderauth_dkim.py test_dmarc.py test_ratelimit_redis.py test_limits_proxy.py \
