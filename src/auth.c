@@ -31,6 +31,7 @@
 /* Project. */
 #include "auth.h"
 #include "base64.h"
+#include "fmt.h"
 #include "lists.h"
 
 /* Longest line in auth_users / sender_logins files. */
@@ -410,7 +411,7 @@ auth_entries_unique(const struct auth_format *fmt, const char *path, void *v, si
 		if (strcmp(p->key, q->key) == 0) {
 			unsigned a = p->line, b = q->line;
 
-			snprintf(err, errlen, "%s:%u: duplicate %s %s (first on line %u)", path,
+			fmt_snprintf(err, errlen, "%s:%u: duplicate %s %s (first on line %u)", path,
 				 a > b ? a : b, fmt->what, q->key, a < b ? a : b);
 			return -1;
 		}
@@ -437,7 +438,7 @@ auth_file_load(const struct auth_format *fmt, const char *path, void **vp, size_
 	int r;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fmt_snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while ((r = auth_read_line(f, buf, sizeof(buf), &lineno)) != 0) {
@@ -446,7 +447,7 @@ auth_file_load(const struct auth_format *fmt, const char *path, void **vp, size_
 		struct auth_entry *e;
 
 		if (r < 0) {
-			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			fmt_snprintf(err, errlen, "%s:%u: line too long", path, lineno);
 			goto fail;
 		}
 		if (*line == '\0' || *line == '#')
@@ -456,7 +457,7 @@ auth_file_load(const struct auth_format *fmt, const char *path, void **vp, size_
 
 			cap = cap ? cap * 2 : 16;
 			if ((nv = reallocarray(v, cap, fmt->size)) == NULL) {
-				snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
+				fmt_snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
 				goto fail;
 			}
 			v = nv;
@@ -466,12 +467,12 @@ auth_file_load(const struct auth_format *fmt, const char *path, void **vp, size_
 		e->line = lineno;
 		n++;
 		if (fmt->parse(line, e, &why) < 0) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+			fmt_snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
 			goto fail;
 		}
 	}
 	if (ferror(f)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fmt_snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	fclose(f);
@@ -572,7 +573,7 @@ auth_users_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	if ((u = calloc(1, sizeof(*u))) == NULL) {
 		auth_entries_free(&auth_users_format, v, n);
-		snprintf(err, errlen, "%s: out of memory", path);
+		fmt_snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
 	atomic_init(&u->refs, 1);
@@ -767,7 +768,7 @@ auth_senders_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		auth_entries_free(&auth_senders_format, v, n);
-		snprintf(err, errlen, "%s: out of memory", path);
+		fmt_snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
 	atomic_init(&s->refs, 1);

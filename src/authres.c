@@ -23,6 +23,7 @@
 
 /* Project. */
 #include "authres.h"
+#include "fmt.h"
 #include "strcopy.h"
 
 /* RFC 5322 section 2.1.1: lines SHOULD stay within 78 characters. */
@@ -318,7 +319,7 @@ authres_build(const struct authres *ar, char *buf, size_t buflen)
 		ri[n].method = "dmarc";
 		ri[n].result = ar->dmarc;
 		if (ar->dmarc_policy != NULL || ar->dmarc_disposition != NULL) {
-			snprintf(comment, sizeof comment, "%s%s%s%s%s",
+			fmt_snprintf(comment, sizeof comment, "%s%s%s%s%s",
 				 ar->dmarc_policy ? "p=" : "",
 				 ar->dmarc_policy ? keyword(ar->dmarc_policy) : "",
 				 ar->dmarc_policy && ar->dmarc_disposition ? " " : "",

@@ -37,6 +37,7 @@
 #include "backend.h"
 #include "bev_direct.h"
 #include "config.h"
+#include "fmt.h"
 #include "log.h"
 #include "message.h"
 #include "proxyproto.h"
@@ -162,7 +163,7 @@ static void
 be_write(struct backend *be, const char *line)
 {
 	char buf[4200];
-	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
+	int n = fmt_snprintf(buf, sizeof(buf), "%s\r\n", line);
 
 	if (n > 0 && (size_t)n < sizeof(buf))
 		be_send(be, buf, (size_t)n);
@@ -293,7 +294,7 @@ xtext(char *out, size_t outlen, const char *in)
 	for (; *in && n + 4 < outlen; in++) {
 		unsigned char c = *in;
 		if (c < 33 || c > 126 || c == '+' || c == '=')
-			n += snprintf(out + n, outlen - n, "+%02X", c);
+			n += fmt_snprintf(out + n, outlen - n, "+%02X", c);
 		else
 			out[n++] = c;
 	}
@@ -317,27 +318,27 @@ send_xclient(struct backend *be)
 {
 	struct smtp_session *s = be->s;
 	char line[4096], v[1024];   /* every attribute at its longest fits */
-	size_t n = snprintf(line, sizeof(line), "XCLIENT");
+	size_t n = fmt_snprintf(line, sizeof(line), "XCLIENT");
 
 	if (has_attr(be, "ADDR")) {
 		bool v6 = strchr(s->client_ip, ':') != NULL;
-		n += snprintf(line + n, sizeof(line) - n, " ADDR=%s%s", v6 ? "IPV6:" : "", s->client_ip);
+		n += fmt_snprintf(line + n, sizeof(line) - n, " ADDR=%s%s", v6 ? "IPV6:" : "", s->client_ip);
 	}
 	if (has_attr(be, "PORT"))
-		n += snprintf(line + n, sizeof(line) - n, " PORT=%u", s->client_port);
+		n += fmt_snprintf(line + n, sizeof(line) - n, " PORT=%u", s->client_port);
 	if (has_attr(be, "NAME")) {
 		xtext(v, sizeof(v), strcmp(s->client_name, "unknown") ? s->client_name : "[UNAVAILABLE]");
-		n += snprintf(line + n, sizeof(line) - n, " NAME=%s", v);
+		n += fmt_snprintf(line + n, sizeof(line) - n, " NAME=%s", v);
 	}
 	if (has_attr(be, "HELO") && s->helo[0]) {
 		xtext(v, sizeof(v), s->helo);
-		n += snprintf(line + n, sizeof(line) - n, " HELO=%s", v);
+		n += fmt_snprintf(line + n, sizeof(line) - n, " HELO=%s", v);
 	}
 	if (has_attr(be, "PROTO"))
-		n += snprintf(line + n, sizeof(line) - n, " PROTO=%s", s->esmtp ? "ESMTP" : "SMTP");
+		n += fmt_snprintf(line + n, sizeof(line) - n, " PROTO=%s", s->esmtp ? "ESMTP" : "SMTP");
 	if (has_attr(be, "LOGIN") && s->auth) {
 		xtext(v, sizeof(v), s->auth_user);
-		snprintf(line + n, sizeof(line) - n, " LOGIN=%s", v);	/* the last attribute */
+		fmt_snprintf(line + n, sizeof(line) - n, " LOGIN=%s", v);	/* the last attribute */
 	}
 	be->phase = BP_XCLIENT;
 	be_write(be, line);
@@ -348,7 +349,7 @@ static void
 send_ehlo(struct backend *be, enum be_phase next)
 {
 	char line[300];
-	snprintf(line, sizeof(line), "EHLO %s", be->s->cf->hostname);
+	fmt_snprintf(line, sizeof(line), "EHLO %s", be->s->cf->hostname);
 	be->phase = next;
 	be_write(be, line);
 }
@@ -514,7 +515,7 @@ handshake_reply(struct backend *be, int code)
 	switch (be->phase) {
 	case BP_GREETING:
 		if (code != 220) {
-			snprintf(why, sizeof(why), "greeting %d", code);
+			fmt_snprintf(why, sizeof(why), "greeting %d", code);
 			be_next_backend(be, why);
 			return;
 		}
@@ -525,7 +526,7 @@ handshake_reply(struct backend *be, int code)
 	case BP_EHLO_TLS:
 	case BP_EHLO_XCLIENT:
 		if (code != 250) {
-			snprintf(why, sizeof(why), "EHLO answered %d", code);
+			fmt_snprintf(why, sizeof(why), "EHLO answered %d", code);
 			be_next_backend(be, why);
 			return;
 		}
@@ -559,7 +560,7 @@ handshake_reply(struct backend *be, int code)
 		}
 		be->early_xclient = false;
 		if (code / 100 != 2) {
-			snprintf(why, sizeof(why), "XCLIENT answered %d", code);
+			fmt_snprintf(why, sizeof(why), "XCLIENT answered %d", code);
 			be_next_backend(be, why);
 			return;
 		}

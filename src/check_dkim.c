@@ -34,6 +34,7 @@
 #include "check_dkim.h"
 #include "dkim_keycache.h"
 #include "dns.h"
+#include "fmt.h"
 
 /* Total time one message's key lookups may take (all signatures). */
 #define DKIMV_BUDGET_MS 30000
@@ -177,7 +178,7 @@ key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 
 	if (v == NULL || sel == NULL || dom == NULL)
 		return DKIM_CBSTAT_NOTFOUND;
-	n = snprintf(name, sizeof name, "%s._domainkey.%s", sel, dom);
+	n = fmt_snprintf(name, sizeof name, "%s._domainkey.%s", sel, dom);
 	if (n < 0 || (size_t)n >= 254)
 		return DKIM_CBSTAT_NOTFOUND;	/* no such name can exist */
 	recs = malloc(DKIMV_TXT_MAX);
@@ -239,18 +240,18 @@ dkimv_lib_new(struct dns *dns, const char *keyfile, char *err, size_t errlen)
 	dkim_keycache_init();
 	l = calloc(1, sizeof *l);
 	if (l == NULL) {
-		snprintf(err, errlen, "out of memory");
+		fmt_snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	l->lib = dkim_init(NULL, NULL);
 	if (l->lib == NULL) {
-		snprintf(err, errlen, "dkim_init failed");
+		fmt_snprintf(err, errlen, "dkim_init failed");
 		free(l);
 		return NULL;
 	}
 	if (!dkim_libfeature(l->lib, DKIM_FEATURE_ED25519) ||
 	    !dkim_libfeature(l->lib, DKIM_FEATURE_SHA256)) {
-		snprintf(err, errlen, "libopendkim lacks sha256 or ed25519 support");
+		fmt_snprintf(err, errlen, "libopendkim lacks sha256 or ed25519 support");
 		dkimv_lib_free(l);
 		return NULL;
 	}
@@ -258,7 +259,7 @@ dkimv_lib_new(struct dns *dns, const char *keyfile, char *err, size_t errlen)
 		DKIM_STAT_OK ||
 	    dkim_options(l->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits,
 			 sizeof minbits) != DKIM_STAT_OK) {
-		snprintf(err, errlen, "dkim_options failed");
+		fmt_snprintf(err, errlen, "dkim_options failed");
 		dkimv_lib_free(l);
 		return NULL;
 	}
@@ -273,7 +274,7 @@ dkimv_lib_new(struct dns *dns, const char *keyfile, char *err, size_t errlen)
 			DKIM_STAT_OK ||
 		    dkim_options(l->lib, DKIM_OP_SETOPT, DKIM_OPTS_QUERYINFO, (void *)keyfile,
 				 strlen(keyfile)) != DKIM_STAT_OK) {
-			snprintf(err, errlen, "cannot use key file %s", keyfile);
+			fmt_snprintf(err, errlen, "cannot use key file %s", keyfile);
 			dkimv_lib_free(l);
 			return NULL;
 		}
@@ -440,36 +441,36 @@ map_sig(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 
 	if (mark == MARK_TEMPFAIL) {
 		out->result = DKIMV_TEMPERROR;
-		snprintf(out->reason, sizeof out->reason, "key lookup failed temporarily");
+		fmt_snprintf(out->reason, sizeof out->reason, "key lookup failed temporarily");
 	} else if (mark == MARK_TOOLONG) {
 		out->result = DKIMV_PERMERROR;
-		snprintf(out->reason, sizeof out->reason, "key record too long");
+		fmt_snprintf(out->reason, sizeof out->reason, "key record too long");
 	} else if (error == DKIM_SIGERROR_OK && (flags & DKIM_SIGFLAG_PASSED) &&
 		   bh == DKIM_SIGBH_MATCH) {
 		if (alg == DKIM_SIGN_RSASHA1) {
 			out->result = DKIMV_PERMERROR;
-			snprintf(out->reason, sizeof out->reason,
+			fmt_snprintf(out->reason, sizeof out->reason,
 				 "rsa-sha1 not accepted (RFC 8301)");
 		} else {
 			out->result = DKIMV_PASS;
 		}
 	} else if (error == DKIM_SIGERROR_BADSIG) {
 		out->result = DKIMV_FAIL;
-		snprintf(out->reason, sizeof out->reason, "%s",
+		fmt_snprintf(out->reason, sizeof out->reason, "%s",
 			 bh == DKIM_SIGBH_MISMATCH ? "body hash did not verify"
 						   : "signature did not verify");
 	} else if (error == DKIM_SIGERROR_KEYFAIL) {
 		out->result = DKIMV_TEMPERROR;
-		snprintf(out->reason, sizeof out->reason, "key lookup failed temporarily");
+		fmt_snprintf(out->reason, sizeof out->reason, "key lookup failed temporarily");
 	} else if (error == DKIM_SIGERROR_UNKNOWN || error == DKIM_SIGERROR_OK) {
 		/* Never processed: libopendkim stopped early (out of memory,
 		 * internal error); a later attempt may succeed. */
 		out->result = DKIMV_TEMPERROR;
-		snprintf(out->reason, sizeof out->reason, "not verified");
+		fmt_snprintf(out->reason, sizeof out->reason, "not verified");
 	} else {
 		out->result = DKIMV_PERMERROR;
 		es = dkim_sig_geterrorstr(error);
-		snprintf(out->reason, sizeof out->reason, "%s", es ? es : "invalid signature");
+		fmt_snprintf(out->reason, sizeof out->reason, "%s", es ? es : "invalid signature");
 	}
 }
 
@@ -500,7 +501,7 @@ collect(struct dkimv *v)
 		s->result = DKIMV_PERMERROR;
 		if (v->status == DKIM_STAT_NOSIG)
 			why = "malformed signature";
-		snprintf(s->reason, sizeof s->reason, "%s", why ? why : "unusable message");
+		fmt_snprintf(s->reason, sizeof s->reason, "%s", why ? why : "unusable message");
 	}
 	for (i = 0; i < (int)v->nsigs; i++) {
 		if (v->sigs[i].result > v->best) {

@@ -35,6 +35,7 @@
 /* Project. */
 #include "check_dmarc.h"
 #include "dns.h"
+#include "fmt.h"
 #include "strcopy.h"
 
 #define DMARCV_PSL_DEFAULT "/usr/share/publicsuffix/effective_tld_names.dat"
@@ -129,12 +130,12 @@ dmarcv_lib_new(struct dns *dns, const char *psl_path, char *err, size_t errlen)
 		psl_path = DMARCV_PSL_DEFAULT;
 	l = calloc(1, sizeof *l);
 	if (l == NULL) {
-		snprintf(err, errlen, "out of memory");
+		fmt_snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	l->psl = psl_load_file(psl_path);
 	if (l->psl == NULL) {
-		snprintf(err, errlen, "cannot load public suffix list %s", psl_path);
+		fmt_snprintf(err, errlen, "cannot load public suffix list %s", psl_path);
 		free(l);
 		return NULL;
 	}
@@ -146,7 +147,7 @@ dmarcv_lib_new(struct dns *dns, const char *psl_path, char *err, size_t errlen)
 		st = opendmarc_policy_library_init(&init);
 		if (st != DMARC_PARSE_OKAY) {
 			pthread_mutex_unlock(&dmarcv_init_lock);
-			snprintf(err, errlen, "opendmarc_policy_library_init: %s",
+			fmt_snprintf(err, errlen, "opendmarc_policy_library_init: %s",
 				 opendmarc_policy_status_to_str(st));
 			psl_free(l->psl);
 			free(l);
@@ -267,7 +268,7 @@ fetch_record(struct dmarcv_lib *lib, const char *domain, char *record, size_t re
 	enum dmarcv_txt_status ts;
 	int found = 0;
 
-	snprintf(name, sizeof name, "_dmarc.%s", domain);
+	fmt_snprintf(name, sizeof name, "_dmarc.%s", domain);
 	if ((recs = malloc(DMARCV_TXT_MAX)) == NULL)
 		return FETCH_TEMPFAIL;
 	ts = lib->txt(lib->txt_arg, name, recs, DMARCV_TXT_MAX);
@@ -281,7 +282,7 @@ fetch_record(struct dmarcv_lib *lib, const char *domain, char *record, size_t re
 
 		if (is_dmarc_record(p, n)) {
 			if (found++ == 0)
-				snprintf(record, reclen, "%.*s", (int)n, p);
+				fmt_snprintf(record, reclen, "%.*s", (int)n, p);
 		}
 		p = nl ? nl + 1 : NULL;
 	}
@@ -346,16 +347,16 @@ discover(struct dmarcv_lib *lib, const char *from, char *record, size_t reclen,
 		return DMARCV_PASS;
 	}
 	if (fs == FETCH_TEMPFAIL) {
-		snprintf(out->reason, sizeof out->reason, "DNS error looking up _dmarc.%.40s", from);
+		fmt_snprintf(out->reason, sizeof out->reason, "DNS error looking up _dmarc.%.40s", from);
 		return DMARCV_TEMPERROR;
 	}
 	if (fs == FETCH_MANY) {
-		snprintf(out->reason, sizeof out->reason, "several DMARC records at %.40s", from);
+		fmt_snprintf(out->reason, sizeof out->reason, "several DMARC records at %.40s", from);
 		return DMARCV_NONE;
 	}
 	if (dmarcv_org_domain(lib, from, orgdom, sizeof orgdom) != 0 ||
 	    strcmp(orgdom, from) == 0) {
-		snprintf(out->reason, sizeof out->reason, "no DMARC record");
+		fmt_snprintf(out->reason, sizeof out->reason, "no DMARC record");
 		return DMARCV_NONE;
 	}
 	fs = fetch_record(lib, orgdom, record, reclen);
@@ -365,10 +366,10 @@ discover(struct dmarcv_lib *lib, const char *from, char *record, size_t reclen,
 		return DMARCV_PASS;
 	}
 	if (fs == FETCH_TEMPFAIL) {
-		snprintf(out->reason, sizeof out->reason, "DNS error looking up _dmarc.%.40s", orgdom);
+		fmt_snprintf(out->reason, sizeof out->reason, "DNS error looking up _dmarc.%.40s", orgdom);
 		return DMARCV_TEMPERROR;
 	}
-	snprintf(out->reason, sizeof out->reason, "%s",
+	fmt_snprintf(out->reason, sizeof out->reason, "%s",
 		 fs == FETCH_MANY ? "several DMARC records" : "no DMARC record");
 	return DMARCV_NONE;
 }
@@ -392,7 +393,7 @@ evaluate(struct dmarcv_lib *lib, const struct dmarcv_input *in, const char *from
 	pctx = opendmarc_policy_connect_init((u_char *)"0.0.0.0", 0);
 	if (pctx == NULL) {
 		out->result = DMARCV_TEMPERROR;
-		snprintf(out->reason, sizeof out->reason, "out of memory");
+		fmt_snprintf(out->reason, sizeof out->reason, "out of memory");
 		return;
 	}
 	(void)opendmarc_policy_store_from_domain(pctx, (u_char *)from);
@@ -400,7 +401,7 @@ evaluate(struct dmarcv_lib *lib, const struct dmarcv_input *in, const char *from
 					  org ? (u_char *)out->record_domain : NULL);
 	if (st != DMARC_PARSE_OKAY) {
 		out->result = DMARCV_PERMERROR;
-		snprintf(out->reason, sizeof out->reason, "bad record: %s",
+		fmt_snprintf(out->reason, sizeof out->reason, "bad record: %s",
 			 opendmarc_policy_status_to_str(st));
 		opendmarc_policy_connect_shutdown(pctx);
 		return;
@@ -437,7 +438,7 @@ evaluate(struct dmarcv_lib *lib, const struct dmarcv_input *in, const char *from
 	out->disposition = out->policy;
 	if (pct < 100 && lib->sampler() >= (unsigned)pct)
 		out->disposition = weaker(out->disposition);
-	snprintf(out->reason, sizeof out->reason, "no aligned SPF or DKIM pass");
+	fmt_snprintf(out->reason, sizeof out->reason, "no aligned SPF or DKIM pass");
 }
 
 /* dmarcv_check - see check_dmarc.h. */
@@ -452,7 +453,7 @@ dmarcv_check(struct dmarcv_lib *lib, const struct dmarcv_input *in, struct dmarc
 	out->pct = 100;
 	if (!clean_domain(in->from_domain, from, sizeof from)) {
 		out->result = DMARCV_NONE;
-		snprintf(out->reason, sizeof out->reason, "no usable From: domain");
+		fmt_snprintf(out->reason, sizeof out->reason, "no usable From: domain");
 		return;
 	}
 	str_copy(out->from_domain, sizeof out->from_domain, from);
@@ -463,7 +464,7 @@ dmarcv_check(struct dmarcv_lib *lib, const struct dmarcv_input *in, struct dmarc
 	}
 	if (strlen(record) > DMARCV_RECORD_MAX) {
 		out->result = DMARCV_PERMERROR;
-		snprintf(out->reason, sizeof out->reason, "DMARC record too long");
+		fmt_snprintf(out->reason, sizeof out->reason, "DMARC record too long");
 		return;
 	}
 	evaluate(lib, in, from, record, org, out);

@@ -19,6 +19,7 @@
 /* Project. */
 #include "check_ptr.h"
 #include "dns.h"
+#include "fmt.h"
 #include "strcopy.h"
 
 /* check_ptr - forward-confirmed reverse DNS name or "unknown". */
@@ -29,7 +30,7 @@ check_ptr(struct dns *dns, const struct sockaddr *sa, unsigned budget_ms, char *
 	struct timespec deadline;
 	struct dns_answer *ptr = NULL;
 
-	snprintf(name, len, "unknown");
+	fmt_snprintf(name, len, "unknown");
 	if (!dns || dns_ptr_name(sa, q, sizeof(q)) < 0)
 		return;
 	dns_deadline(&deadline, budget_ms);

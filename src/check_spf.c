@@ -42,6 +42,7 @@
 /* Project. */
 #include "check_spf.h"
 #include "dns.h"
+#include "fmt.h"
 #include "spf_lint.h"
 #include "strcopy.h"
 
@@ -87,7 +88,7 @@ spf_fatal(const char *file, int line, const char *msg)
 
 	if (run == NULL)
 		abort();
-	snprintf(run->fatal, sizeof(run->fatal), "libspf2 %s:%d: %s", file, line, msg);
+	fmt_snprintf(run->fatal, sizeof(run->fatal), "libspf2 %s:%d: %s", file, line, msg);
 	longjmp(run->env, 1);
 }
 
@@ -454,13 +455,13 @@ spf_finish(struct spf_checker *ck, struct spf_outcome *out, const char *comment,
 
 	/* A comment may not hold parentheses or backslashes of its own. */
 	spf_sanitize(cmt, sizeof(cmt), comment, "()\\");
-	snprintf(out->received_spf, sizeof(out->received_spf), "%s (%s)",
+	fmt_snprintf(out->received_spf, sizeof(out->received_spf), "%s (%s)",
 		 spf_result_name(out->result), cmt);
 	spf_append_pair(out->received_spf, sizeof(out->received_spf), "client-ip", ip);
 	if (*sender != '\0')
 		str_copy(from, sizeof(from), sender);
 	else
-		snprintf(from, sizeof(from), "postmaster@%s", helo);
+		fmt_snprintf(from, sizeof(from), "postmaster@%s", helo);
 	spf_append_pair(out->received_spf, sizeof(out->received_spf), "envelope-from", from);
 	if (*helo != '\0')
 		spf_append_pair(out->received_spf, sizeof(out->received_spf), "helo", helo);
@@ -512,21 +513,21 @@ spf_override(struct spf_checker *ck, struct spf_run *run, struct spf_outcome *ou
 {
 	if (out->result == SPF_RES_TEMPERROR) {
 		if (out->reason[0] == '\0')
-			snprintf(out->reason, sizeof(out->reason), "%s",
+			fmt_snprintf(out->reason, sizeof(out->reason), "%s",
 				 run->temp ? "DNS lookup timed out or failed" : "temporary error");
 		return;
 	}
 	if (run->invalid != NULL)
-		snprintf(out->reason, sizeof(out->reason), "invalid SPF record: %s", run->invalid);
+		fmt_snprintf(out->reason, sizeof(out->reason), "invalid SPF record: %s", run->invalid);
 	else if (run->mx_over)
-		snprintf(out->reason, sizeof(out->reason), "more than %d MX records", SPF_MX_LIMIT);
+		fmt_snprintf(out->reason, sizeof(out->reason), "more than %d MX records", SPF_MX_LIMIT);
 	else if (run->voids > SPF_VOID_LIMIT)
-		snprintf(out->reason, sizeof(out->reason), "more than %d void DNS lookups",
+		fmt_snprintf(out->reason, sizeof(out->reason), "more than %d void DNS lookups",
 			 SPF_VOID_LIMIT);
 	else
 		return;
 	out->result = SPF_RES_PERMERROR;
-	snprintf(comment, clen, "%s: error in processing during lookup of %s: %s", ck->hostname,
+	fmt_snprintf(comment, clen, "%s: error in processing during lookup of %s: %s", ck->hostname,
 		 out->domain, out->reason);
 }
 
@@ -545,7 +546,7 @@ spf_evaluate(struct spf_checker *ck, struct spf_run *run, const struct in_addr *
 		/* libspf2 hit a fatal error: its objects are abandoned. */
 		out->result = SPF_RES_TEMPERROR;
 		spf_sanitize(out->reason, sizeof(out->reason), run->fatal, NULL);
-		snprintf(comment, clen, "%s: internal error in SPF library", ck->hostname);
+		fmt_snprintf(comment, clen, "%s: internal error in SPF library", ck->hostname);
 		return;
 	}
 	if ((req = SPF_request_new(ck->server)) == NULL)
@@ -574,12 +575,12 @@ spf_evaluate(struct spf_checker *ck, struct spf_run *run, const struct in_addr *
 			out->result = SPF_RES_TEMPERROR;
 		txt = spf_error_text(resp);
 		spf_sanitize(out->reason, sizeof(out->reason), txt ? txt : SPF_strerror(err), NULL);
-		snprintf(comment, clen, "%s: %s %s: %s", ck->hostname,
+		fmt_snprintf(comment, clen, "%s: %s %s: %s", ck->hostname,
 			 out->result == SPF_RES_TEMPERROR ? "temporary error looking up" :
 			 out->result == SPF_RES_NONE ? "no SPF record for" : "error looking up",
 			 out->domain, out->reason);
 	} else {
-		snprintf(comment, clen, "%s", SPF_response_get_header_comment(resp)
+		fmt_snprintf(comment, clen, "%s", SPF_response_get_header_comment(resp)
 						  ? SPF_response_get_header_comment(resp) : "");
 		if (out->result == SPF_RES_FAIL)
 			txt = SPF_response_get_explanation(resp);
@@ -597,8 +598,8 @@ nomem:
 	if (req != NULL)
 		SPF_request_free(req);
 	out->result = SPF_RES_TEMPERROR;
-	snprintf(out->reason, sizeof(out->reason), "out of memory");
-	snprintf(comment, clen, "%s: temporary error: out of memory", ck->hostname);
+	fmt_snprintf(out->reason, sizeof(out->reason), "out of memory");
+	fmt_snprintf(comment, clen, "%s: temporary error: out of memory", ck->hostname);
 }
 
 /* spf_check - evaluate one client and identity (see check_spf.h). */
@@ -620,7 +621,7 @@ spf_check(struct spf_checker *ck, const struct sockaddr *client, const char *hel
 		sender = "";
 	out->identity = *sender != '\0' ? "mailfrom" : "helo";
 	at = strrchr(sender, '@');
-	snprintf(out->domain, sizeof(out->domain), "%s",
+	fmt_snprintf(out->domain, sizeof(out->domain), "%s",
 		 *sender == '\0' ? helo : at != NULL ? at + 1 : sender);
 
 	if (client->sa_family == AF_INET) {
@@ -635,7 +636,7 @@ spf_check(struct spf_checker *ck, const struct sockaddr *client, const char *hel
 		}
 	} else {
 		out->result = SPF_RES_PERMERROR;
-		snprintf(out->reason, sizeof(out->reason), "client address family not supported");
+		fmt_snprintf(out->reason, sizeof(out->reason), "client address family not supported");
 		spf_finish(ck, out, "unknown client address family", "", helo, sender);
 		return out->result;
 	}
@@ -645,14 +646,14 @@ spf_check(struct spf_checker *ck, const struct sockaddr *client, const char *hel
 	if (loopback) {
 		/* libspf2 passes loopback unconditionally; claim nothing instead. */
 		out->result = SPF_RES_NONE;
-		snprintf(comment, sizeof(comment), "%s: loopback client %s not checked", ck->hostname, ip);
+		fmt_snprintf(comment, sizeof(comment), "%s: loopback client %s not checked", ck->hostname, ip);
 	} else if (*sender == '\0' && *helo == '\0') {
 		out->result = SPF_RES_NONE;
-		snprintf(comment, sizeof(comment), "%s: no HELO name for the null sender", ck->hostname);
+		fmt_snprintf(comment, sizeof(comment), "%s: no HELO name for the null sender", ck->hostname);
 	} else if (strlen(sender) > SPF_SENDER_MAX || strlen(helo) > SPF_HELO_MAX) {
 		/* RFC 7208 4.3: a malformed domain gives none. */
 		out->result = SPF_RES_NONE;
-		snprintf(comment, sizeof(comment), "%s: identity too long to check", ck->hostname);
+		fmt_snprintf(comment, sizeof(comment), "%s: identity too long to check", ck->hostname);
 	} else {
 		memset(&run, 0, sizeof(run));
 		run.dns = ck->dns;

@@ -31,6 +31,7 @@
 
 /* Project. */
 #include "check_spoof.h"
+#include "fmt.h"
 #include "strcopy.h"
 
 /* Longest label we compare (RFC 1035: 63 octets; decoded may be longer). */
@@ -126,7 +127,7 @@ spoof_conf_load_locals(struct spoof_conf *sc, const char *path, char *err, size_
 		for (char *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save))
 			if (spoof_conf_add_local(sc, t) < 0) {
 				fclose(f);
-				snprintf(err, errlen, "out of memory");
+				fmt_snprintf(err, errlen, "out of memory");
 				return -1;
 			}
 	}
@@ -222,7 +223,7 @@ spoof_conf_load_names(struct spoof_conf *sc, const char *path, char *err, size_t
 		line[strcspn(line, "\r\n")] = '\0';
 		const char *e = parse_name_line(sc, line);
 		if (e) {
-			snprintf(err, errlen, "%d: %s", lno, e);
+			fmt_snprintf(err, errlen, "%d: %s", lno, e);
 			rc = -1;
 			break;
 		}
@@ -295,7 +296,7 @@ foreign_address(const char *name, const char *from, char *dom, size_t domlen)
 			continue;
 		if (n == strlen(from) && strncasecmp(at + 1, from, n) == 0)
 			continue;
-		snprintf(dom, domlen, "%.*s", (int)n, at + 1);
+		fmt_snprintf(dom, domlen, "%.*s", (int)n, at + 1);
 		return true;
 	}
 	return false;
@@ -312,13 +313,13 @@ spoof_display_name(const struct spoof_conf *sc, const char *name, const char *fr
 		return false;
 	if (foreign_address(name, from_domain, dom, sizeof(dom))) {
 		if (why)
-			snprintf(why, whylen, "display name holds an address at %s", dom);
+			fmt_snprintf(why, whylen, "display name holds an address at %s", dom);
 		return true;
 	}
 	for (size_t i = 0; sc && i < sc->nnames; i++)
 		if (name_matches(&sc->names[i], name) && !domain_allowed(&sc->names[i], from_domain)) {
 			if (why)
-				snprintf(why, whylen, "protected name %s from %s",
+				fmt_snprintf(why, whylen, "protected name %s from %s",
 					 sc->names[i].substr ? sc->names[i].substr : "/regex/", from_domain);
 			return true;
 		}

@@ -29,6 +29,7 @@
 /* Project. */
 #include "check_spoof.h"
 #include "config.h"
+#include "fmt.h"
 #include "lists.h"
 
 #define CONFIG_LINE_MAX   4096
@@ -137,12 +138,12 @@ perr(struct config_parser *p, const char *file, int line, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fmt_vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (line > 0)
-		snprintf(full, sizeof(full), "%s:%d: %s", file, line, msg);
+		fmt_snprintf(full, sizeof(full), "%s:%d: %s", file, line, msg);
 	else
-		snprintf(full, sizeof(full), "%s: %s", file, msg);
+		fmt_snprintf(full, sizeof(full), "%s: %s", file, msg);
 	p->errors++;
 	if (p->err)
 		p->err(p->arg, full);
@@ -511,7 +512,7 @@ directive(struct config_parser *p, const char *file, int line, int argc, char **
 		size_t n = strlen(v);
 		if (n > 2 && strcmp(v + n - 2, "ms") == 0) {
 			char buf[32];
-			snprintf(buf, sizeof(buf), "%.*s", (int)(n - 2), v);
+			fmt_snprintf(buf, sizeof(buf), "%.*s", (int)(n - 2), v);
 			/* Digits only: "5mms" is not 5 minutes of milliseconds. */
 			if (strspn(buf, "0123456789") != strlen(buf) || config_parse_duration(buf, &s) < 0)
 				perr(p, file, line, "%s: bad duration '%s'", argv[0], v);

@@ -47,6 +47,7 @@
 
 /* Project. */
 #include "control.h"
+#include "fmt.h"
 #include "log.h"
 #include "stats.h"
 
@@ -92,7 +93,7 @@ control_err(char *err, size_t len, const char *fmt, ...)
 	if (err == NULL || len == 0)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
+	fmt_vsnprintf(err, len, fmt, ap);
 	va_end(ap);
 }
 
@@ -147,7 +148,7 @@ control_show_info(struct control *c, struct evbuffer *out)
 	time_t now = time(NULL);
 
 	memset(&info, 0, sizeof(info));
-	snprintf(info.version, sizeof(info.version), "unknown");
+	fmt_snprintf(info.version, sizeof(info.version), "unknown");
 	info.started = c->started;
 	info.workers = c->stats ? stats_nworkers(c->stats) : 0;
 	info.sessions = c->stats ? (long)stats_value(c->stats, STATS_CONNECTIONS_ACTIVE) : 0;

@@ -43,6 +43,7 @@
 
 /* Project. */
 #include "dns.h"
+#include "fmt.h"
 
 #define DNS_DEFAULT_TIMEOUT_MS 5000
 #define DNS_NAME_MAX 253	/* presentation form, no final dot */
@@ -89,7 +90,7 @@ static void
 dns_set_err(char *err, size_t errlen, const char *what, const char *detail)
 {
 	if (err != NULL && errlen > 0)
-		snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+		fmt_snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
 }
 
 /* dns_parse_server - turn "ADDR[:PORT]" or "[V6]:PORT" into unbound's "ADDR@PORT". */
@@ -140,7 +141,7 @@ dns_parse_server(const char *server, char *out, size_t outlen)
 		if (*port == '\0' || *ep != '\0' || errno != 0 || p < 1 || p > 65535)
 			return -1;
 	}
-	if ((size_t)snprintf(out, outlen, "%s@%ld", addr, p) >= outlen)
+	if ((size_t)fmt_snprintf(out, outlen, "%s@%ld", addr, p) >= outlen)
 		return -1;
 	return 0;
 }
@@ -365,7 +366,7 @@ dns_escape_name(const char *name, char *out, size_t outlen)
 		if (++label > DNS_LABEL_MAX)
 			return -1;
 		if (c <= ' ' || c >= 0x7f || c == '\\' || c == '"' || c == ';' || c == '(' || c == ')')
-			o += snprintf(out + o, outlen - o, "\\%03u", c);
+			o += fmt_snprintf(out + o, outlen - o, "\\%03u", c);
 		else
 			out[o++] = c;
 	}
@@ -394,9 +395,9 @@ dns_wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
 			if (o + 5 >= outlen)
 				return -1;
 			if (c == '.' || c == '\\')
-				o += snprintf(out + o, outlen - o, "\\%c", c);
+				o += fmt_snprintf(out + o, outlen - o, "\\%c", c);
 			else if (c <= ' ' || c >= 0x7f)
-				o += snprintf(out + o, outlen - o, "\\%03u", c);
+				o += fmt_snprintf(out + o, outlen - o, "\\%03u", c);
 			else
 				out[o++] = c;
 		}
@@ -894,7 +895,7 @@ dns_ptr_name(const struct sockaddr *sa, char *buf, size_t len)
 		b = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
 	} else
 		return -1;
-	if ((size_t)snprintf(buf, len, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]) >= len)
+	if ((size_t)fmt_snprintf(buf, len, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]) >= len)
 		return -1;
 	return 0;
 }

@@ -33,6 +33,7 @@
 #include <string.h>
 
 /* Project. */
+#include "fmt.h"
 #include "lists.h"
 
 typedef unsigned __int128 lists_u128;
@@ -602,17 +603,17 @@ lists_load_entry(const char *w, struct lists_strset *strs, struct lists_netset *
 
 	if (nets != NULL && lists_parse_cidr(w, &family, addr, &plen) == 0) {
 		if (lists_netset_add(nets, w) < 0) {
-			snprintf(err, errlen, "%lu: out of memory", line);
+			fmt_snprintf(err, errlen, "%lu: out of memory", line);
 			return -1;
 		}
 		return 0;
 	}
 	if (strs == NULL) {
-		snprintf(err, errlen, "%lu: not an address or network: %.200s", line, w);
+		fmt_snprintf(err, errlen, "%lu: not an address or network: %.200s", line, w);
 		return -1;
 	}
 	if (lists_strset_add(strs, w) < 0) {
-		snprintf(err, errlen, "%lu: out of memory", line);
+		fmt_snprintf(err, errlen, "%lu: out of memory", line);
 		return -1;
 	}
 	return 0;
@@ -633,7 +634,7 @@ lists_load_file(const char *path, struct lists_strset *strs, struct lists_netset
 	if (err && errlen)
 		err[0] = '\0';
 	if ((fp = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "%s", strerror(errno));
+		fmt_snprintf(err, errlen, "%s", strerror(errno));
 		return -1;
 	}
 	while (rc == 0 && (n = getline(&line, &cap, fp)) != -1) {
@@ -641,7 +642,7 @@ lists_load_file(const char *path, struct lists_strset *strs, struct lists_netset
 
 		lineno++;
 		if ((size_t)n != strlen(line)) {
-			snprintf(err, errlen, "%lu: NUL byte in line", lineno);
+			fmt_snprintf(err, errlen, "%lu: NUL byte in line", lineno);
 			rc = -1;
 			break;
 		}
@@ -653,7 +654,7 @@ lists_load_file(const char *path, struct lists_strset *strs, struct lists_netset
 				break;
 	}
 	if (rc == 0 && ferror(fp)) {
-		snprintf(err, errlen, "%s", strerror(errno));
+		fmt_snprintf(err, errlen, "%s", strerror(errno));
 		rc = -1;
 	}
 	free(line);

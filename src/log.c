@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 /* Project. */
+#include "fmt.h"
 #include "log.h"
 
 static enum log_dest log_dest = LOG_DEST_STDERR;
@@ -105,11 +106,11 @@ stamp(char *out, size_t size)
 	if (ts.tv_sec != last_sec) {
 		struct tm tm;
 		localtime_r(&ts.tv_sec, &tm);
-		snprintf(hms, sizeof(hms), "%02d:%02d:%02d.", tm.tm_hour, tm.tm_min, tm.tm_sec);
+		fmt_snprintf(hms, sizeof(hms), "%02d:%02d:%02d.", tm.tm_hour, tm.tm_min, tm.tm_sec);
 		last_sec = ts.tv_sec;
 	}
 	ms = ts.tv_nsec / 1000000;
-	int n = snprintf(out, size, "%s%03ld %s[%d]: ", hms, ms, log_ident, log_pid);
+	int n = fmt_snprintf(out, size, "%s%03ld %s[%d]: ", hms, ms, log_ident, log_pid);
 	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
@@ -130,7 +131,7 @@ vlog(int pri, const char *sid, const char *fmt, va_list ap)
 		memcpy(msg + k, ": ", 3);
 		n = k + 2;
 	}
-	int m = vsnprintf(msg + n, room - n, fmt, ap);
+	int m = fmt_vsnprintf(msg + n, room - n, fmt, ap);
 	if (m > 0)
 		n = n + (size_t)m < room - 1 ? n + (size_t)m : room - 1;
 	msg[n] = '\0';

@@ -28,6 +28,7 @@
 
 /* Project. */
 #include "config.h"
+#include "fmt.h"
 #include "log.h"
 #include "milter.h"
 #include "server.h"
@@ -64,7 +65,7 @@ lib_file(struct dl_phdr_info *info, size_t size, void *arg)
 	base = strrchr(real, '/');
 	base = base ? base + 1 : real;
 	/* The file name carries the library's own version: libopendmarc.so.2.0.3. */
-	snprintf(want->version, sizeof(want->version), "%.60s", base);
+	fmt_snprintf(want->version, sizeof(want->version), "%.60s", base);
 	return 1;
 }
 

@@ -34,6 +34,7 @@
 #include <event2/buffer.h>
 
 /* Project. */
+#include "fmt.h"
 #include "message.h"
 
 /* RFC 5321 4.5.3.1.6: 1000 octets with CRLF. */
@@ -107,7 +108,7 @@ spill(struct msg_parser *p)
 		dir = "/tmp";
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		snprintf(path, sizeof(path), "%s/ravelin.XXXXXX", dir);
+		fmt_snprintf(path, sizeof(path), "%s/ravelin.XXXXXX", dir);
 		if ((fd = mkstemp(path)) < 0)
 			return -1;
 		unlink(path);

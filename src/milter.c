@@ -42,6 +42,7 @@
 /* Project. */
 #include "config.h"
 #include "control.h"
+#include "fmt.h"
 #include "log.h"
 #include "message.h"
 #include "milter.h"
@@ -187,21 +188,21 @@ macros(SMFICTX *ctx, struct milter_conn *mc)
 
 	if (!s->auth && (v = smfi_getsymval(ctx, "{auth_authen}")) && *v) {
 		s->auth = true;
-		snprintf(s->auth_user, sizeof(s->auth_user), "%s", v);
+		fmt_snprintf(s->auth_user, sizeof(s->auth_user), "%s", v);
 		if ((v = smfi_getsymval(ctx, "{auth_type}")) && *v)
-			snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", v);
+			fmt_snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", v);
 	}
 	if (!s->tls && (v = smfi_getsymval(ctx, "{tls_version}")) && *v) {
 		s->tls = true;
-		snprintf(s->tls_info, sizeof(s->tls_info), "%s", v);
+		fmt_snprintf(s->tls_info, sizeof(s->tls_info), "%s", v);
 	}
 	if (!mc->local_known && (((v = smfi_getsymval(ctx, "{if_addr}")) && *v) ||
 				 ((v = smfi_getsymval(ctx, "{daemon_addr}")) && *v)))
 		local_addr(mc, v);
 	if (!mc->mta[0] && (v = smfi_getsymval(ctx, "j")) && *v)
-		snprintf(mc->mta, sizeof(mc->mta), "%s", v);
+		fmt_snprintf(mc->mta, sizeof(mc->mta), "%s", v);
 	if (!mc->daemon[0] && (v = smfi_getsymval(ctx, "{daemon_name}")) && *v)
-		snprintf(mc->daemon, sizeof(mc->daemon), "%s", v);
+		fmt_snprintf(mc->daemon, sizeof(mc->daemon), "%s", v);
 }
 
 /* m_connect - a new SMTP client at the MTA. */
@@ -234,13 +235,13 @@ m_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	s->state = SS_CMD;
 	s->started = time(NULL);
 	unsigned long seq = __atomic_add_fetch(&milter_srv.session_seq, 1, __ATOMIC_RELAXED);
-	snprintf(s->id, sizeof(s->id), "%08lX", (seq * 2654435761UL) & 0xffffffffUL);
+	fmt_snprintf(s->id, sizeof(s->id), "%08lX", (seq * 2654435761UL) & 0xffffffffUL);
 	if (sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
 		memcpy(&s->peer, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) :
 							     sizeof(struct sockaddr_in6));
 	smtp_addr_format(s);
 	if (hostname && hostname[0] && hostname[0] != '[')
-		snprintf(s->client_name, sizeof(s->client_name), "%s", hostname);
+		fmt_snprintf(s->client_name, sizeof(s->client_name), "%s", hostname);
 	smfi_setpriv(ctx, mc);
 	link_session(s, true);
 	stats_inc(milter_worker.stats, STATS_CONNECTIONS_TOTAL);
@@ -260,7 +261,7 @@ m_helo(SMFICTX *ctx, char *helo)
 	if (!mc)
 		return SMFIS_CONTINUE;
 	macros(ctx, mc);
-	snprintf(mc->s->helo, sizeof(mc->s->helo), "%s", helo ? helo : "");
+	fmt_snprintf(mc->s->helo, sizeof(mc->s->helo), "%s", helo ? helo : "");
 	mc->s->esmtp = true;
 	return reply(ctx, mc, "HELO", run(mc->s, PS_HELO));
 }
@@ -269,9 +270,9 @@ m_helo(SMFICTX *ctx, char *helo)
 static void
 join(char *buf, size_t len, const char *kw, char **argv)
 {
-	size_t n = snprintf(buf, len, "%s%s", kw, argv[0]);
+	size_t n = fmt_snprintf(buf, len, "%s%s", kw, argv[0]);
 	for (int i = 1; argv[i] && n < len; i++)
-		n += snprintf(buf + n, len - n, " %s", argv[i]);
+		n += fmt_snprintf(buf + n, len - n, " %s", argv[i]);
 }
 
 /* path - the MTA's MAIL/RCPT argument as the proxy's parser sees it. The
@@ -293,22 +294,22 @@ path(char **argv, bool is_mail, struct smtp_path *p)
 	if (smtp_path_parse(arg, is_mail, p) == SMTP_PATH_OK)
 		return;
 	const char *a = argv[0];
-	snprintf(arg, sizeof(arg), "%s%s%s%s", kw, a[0] == '<' ? "" : "<", a,
+	fmt_snprintf(arg, sizeof(arg), "%s%s%s%s", kw, a[0] == '<' ? "" : "<", a,
 		 a[0] && a[strlen(a) - 1] == '>' ? "" : ">");
 	if (smtp_path_parse(arg, is_mail, p) == SMTP_PATH_OK)
 		return;
 	memset(p, 0, sizeof(*p));
 	if (*a == '<')
 		a++;
-	snprintf(p->addr, sizeof(p->addr), "%.*s", (int)strcspn(a, ">"), a);
+	fmt_snprintf(p->addr, sizeof(p->addr), "%.*s", (int)strcspn(a, ">"), a);
 	const char *at = strrchr(p->addr, '@');
 	if (at) {
-		snprintf(p->domain, sizeof(p->domain), "%s", at + 1);
+		fmt_snprintf(p->domain, sizeof(p->domain), "%s", at + 1);
 		for (char *d = p->domain; *d; d++)
 			*d = (char)tolower((unsigned char)*d);
-		snprintf(p->local, sizeof(p->local), "%.*s", (int)(at - p->addr), p->addr);
+		fmt_snprintf(p->local, sizeof(p->local), "%.*s", (int)(at - p->addr), p->addr);
 	} else
-		snprintf(p->local, sizeof(p->local), "%s", p->addr);
+		fmt_snprintf(p->local, sizeof(p->local), "%s", p->addr);
 	p->null_path = is_mail && !p->addr[0];
 }
 
@@ -319,8 +320,8 @@ refuse(SMFICTX *ctx, struct milter_conn *mc, const char *stage, enum policy_acti
 {
 	struct policy_verdict v = { .action = a };
 
-	snprintf(v.rule, sizeof(v.rule), "%s", rule);
-	snprintf(v.reply, sizeof(v.reply), "%s", text);
+	fmt_snprintf(v.rule, sizeof(v.rule), "%s", rule);
+	fmt_snprintf(v.reply, sizeof(v.reply), "%s", text);
 	return reply(ctx, mc, stage, &v);
 }
 
@@ -344,11 +345,11 @@ m_envfrom(SMFICTX *ctx, char **argv)
 	mc->data_done = false;
 	mc->bol = true;
 	const char *qid = smfi_getsymval(ctx, "i");
-	snprintf(mc->qid, sizeof(mc->qid), "%s", qid ? qid : "");
+	fmt_snprintf(mc->qid, sizeof(mc->qid), "%s", qid ? qid : "");
 	/* As the proxy does after AUTH: the user must own the sender. */
 	if (s->auth && !smtp_auth_sender_ok(s, &t->mail)) {
 		char text[sizeof(((struct policy_verdict *)0)->reply)];
-		snprintf(text, sizeof(text), smtp_reply_text(RPL_SENDER_NOT_OWNED), t->mail.addr);
+		fmt_snprintf(text, sizeof(text), smtp_reply_text(RPL_SENDER_NOT_OWNED), t->mail.addr);
 		return refuse(ctx, mc, "MAIL", POLICY_REJECT, "sender-login", text);
 	}
 	return reply(ctx, mc, "MAIL", run(s, PS_MAIL));
@@ -605,7 +606,7 @@ m_eom(SMFICTX *ctx)
 	if (!mc->qid[0]) {
 		/* Postfix knows the queue id only once a recipient was accepted. */
 		const char *qid = smfi_getsymval(ctx, "i");
-		snprintf(mc->qid, sizeof(mc->qid), "%s", qid ? qid : "");
+		fmt_snprintf(mc->qid, sizeof(mc->qid), "%s", qid ? qid : "");
 	}
 	if (!mc->bol)
 		feed(mc, "\r\n", 2);
@@ -692,9 +693,9 @@ m_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, 
 static void
 ctl_info(void *arg, struct control_info *info)
 {
-	snprintf(info->version, sizeof(info->version), "%s", RAVELIN_VERSION);
+	fmt_snprintf(info->version, sizeof(info->version), "%s", RAVELIN_VERSION);
 	info->started = milter_srv.started;
-	snprintf(info->config, sizeof(info->config), "%s", milter_srv.config_path);
+	fmt_snprintf(info->config, sizeof(info->config), "%s", milter_srv.config_path);
 	info->workers = 0;
 	pthread_mutex_lock(&milter_worker.lock);
 	info->sessions = (long)milter_srv.sessions;

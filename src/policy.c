@@ -38,6 +38,7 @@
 #include "checkpool.h"
 #include "config.h"
 #include "dns.h"
+#include "fmt.h"
 #include "lists.h"
 #include "log.h"
 #include "message.h"
@@ -96,7 +97,7 @@ verdict(struct policy_verdict *v, enum policy_action a, const char *rule, const 
 	v->action = a;
 	str_copy(v->rule, sizeof(v->rule), rule);
 	va_start(ap, fmt);
-	vsnprintf(v->reply, sizeof(v->reply), fmt, ap);
+	fmt_vsnprintf(v->reply, sizeof(v->reply), fmt, ap);
 	va_end(ap);
 }
 
@@ -476,7 +477,7 @@ dkim_keys_cached(struct smtp_session *s)
 		v = msg_header_value(&m->headers[i], &vlen);
 		ok = ++nsigs <= DKIMV_MAX_SIGS && sig_tag(v, vlen, 'd', d, sizeof(d)) &&
 		     sig_tag(v, vlen, 's', sel, sizeof(sel)) &&
-		     (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel, d) < sizeof(name);
+		     (size_t)fmt_snprintf(name, sizeof(name), "%s._domainkey.%s", sel, d) < sizeof(name);
 		if (ok) {
 			dns_query(dns, name, DNS_T_TXT, &deadline, &a);
 			ok = !dns_cache_missed() && a && a->ttl >= 2;
@@ -553,7 +554,7 @@ builtin(struct smtp_session *s, enum policy_stage st, struct policy_verdict *v)
 		if (rr != RELAY_OK) {
 			verdict(v, POLICY_REJECT, check_relay_reason(rr), smtp_reply_text(RPL_RELAY_DENIED),
 				s->txn->rcpt.addr);
-			snprintf(v->rule, sizeof(v->rule), "relay:%s", check_relay_reason(rr));
+			fmt_snprintf(v->rule, sizeof(v->rule), "relay:%s", check_relay_reason(rr));
 			stats_inc(s->w->stats, STATS_RELAY_DENIED_TOTAL);
 		}
 	} else if (st == PS_EOH)
@@ -805,10 +806,10 @@ policy_summary(struct smtp_session *s, char *buf, size_t len)
 	struct policy_state *st = s->pol;
 
 	if (!st) {
-		snprintf(buf, len, "spf=skipped dkim=none dmarc=none score=%.1f", s->pol_score);
+		fmt_snprintf(buf, len, "spf=skipped dkim=none dmarc=none score=%.1f", s->pol_score);
 		return;
 	}
-	snprintf(buf, len, "spf=%s dkim=%s dmarc=%s score=%.1f",
+	fmt_snprintf(buf, len, "spf=%s dkim=%s dmarc=%s score=%.1f",
 		 st->spf_ran ? spf_result_name(st->spf.result) : "skipped",
 		 st->dkim_ran ? dkimv_result_str(st->dkim_best) : "none",
 		 st->dmarc_ran ? dmarcv_result_str(st->dmarc.result) : "none",

@@ -22,6 +22,7 @@
 /* Project. */
 #include "check_relay.h"
 #include "config.h"
+#include "fmt.h"
 #include "log.h"
 #include "message.h"
 #include "policy.h"
@@ -245,7 +246,7 @@ limit(void *ctx, const char *key, unsigned n, unsigned period_s, const char *rul
 	unsigned count = 0;
 
 	/* One key per rule, so two rules never count each other's events. */
-	snprintf(k, sizeof(k), "%s:%s", rule_name, key);
+	fmt_snprintf(k, sizeof(k), "%s:%s", rule_name, key);
 	int r = ratelimit_hit(srv->ratelimit, k, n, period_s, &count);
 	if (r < 0) {
 		stats_inc(s->w->stats, STATS_RATELIMIT_STORE_ERRORS_TOTAL);

@@ -34,6 +34,7 @@
 #include "check_spf.h"
 #include "config.h"
 #include "dns.h"
+#include "fmt.h"
 #include "log.h"
 #include "policy_runtime.h"
 #include "ratelimit.h"
@@ -56,25 +57,25 @@ policy_runtime_start(struct server *srv, char *err, size_t errlen)
 	char e[512];
 
 	if (!(srv->dns = dns_new(cf->dns_resolver, cf->dns_timeout_ms, e, sizeof(e)))) {
-		snprintf(err, errlen, "dns_resolver: %s", e);
+		fmt_snprintf(err, errlen, "dns_resolver: %s", e);
 		return -1;
 	}
 	if (!(srv->spf = spf_checker_new(srv->dns, cf->hostname))) {
-		snprintf(err, errlen, "cannot set up SPF");
+		fmt_snprintf(err, errlen, "cannot set up SPF");
 		return -1;
 	}
 	if (!(srv->dkim = dkimv_lib_new(srv->dns, NULL, e, sizeof(e)))) {
-		snprintf(err, errlen, "DKIM: %s", e);
+		fmt_snprintf(err, errlen, "DKIM: %s", e);
 		return -1;
 	}
 	if (!(srv->dmarc = dmarcv_lib_new(srv->dns, PSL_PATH, e, sizeof(e)))) {
-		snprintf(err, errlen, "DMARC: %s", e);
+		fmt_snprintf(err, errlen, "DMARC: %s", e);
 		return -1;
 	}
 	srv->ratelimit = ratelimit_new(cf->ratelimit_store ? cf->ratelimit_store : "memory",
 				       cf->ratelimit_prefix, 0, 0, e, sizeof(e));
 	if (!srv->ratelimit) {
-		snprintf(err, errlen, "ratelimit_store: %s", e);
+		fmt_snprintf(err, errlen, "ratelimit_store: %s", e);
 		return -1;
 	}
 	return 0;
@@ -85,11 +86,11 @@ int
 policy_runtime_reload(struct server *srv, struct config *cf, char *err, size_t errlen)
 {
 	if (!same(cf->dns_resolver, srv->cf->dns_resolver)) {
-		snprintf(err, errlen, "%s: dns_resolver cannot change on reload; restart ravelin", cf->path);
+		fmt_snprintf(err, errlen, "%s: dns_resolver cannot change on reload; restart ravelin", cf->path);
 		return -1;
 	}
 	if (!same(cf->ratelimit_store, srv->cf->ratelimit_store)) {
-		snprintf(err, errlen, "%s: ratelimit_store cannot change on reload; restart ravelin", cf->path);
+		fmt_snprintf(err, errlen, "%s: ratelimit_store cannot change on reload; restart ravelin", cf->path);
 		return -1;
 	}
 	return 0;
@@ -155,7 +156,7 @@ policy_runtime_probe_backend(struct server *srv)
 		return;
 	}
 	char ehlo[300];
-	int n = snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", cf->hostname);
+	int n = fmt_snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", cf->hostname);
 	if (write(fd, ehlo, (size_t)n) != n || probe_read(fd, buf, sizeof(buf)) != 250) {
 		close(fd);
 		return;
@@ -190,7 +191,7 @@ policy_runtime_rl_show(void *arg, const char *key, struct evbuffer *out)
 	char k[600];
 
 	/* "KEY" or "KEY/PERIOD" (seconds) */
-	snprintf(k, sizeof(k), "%s", key);
+	fmt_snprintf(k, sizeof(k), "%s", key);
 	if (slash && atoi(slash + 1) > 0) {
 		period = (unsigned)atoi(slash + 1);
 		k[slash - key] = '\0';
@@ -216,7 +217,7 @@ policy_runtime_rl_clear(void *arg, const char *key, struct evbuffer *out)
 	if (r == 0 && slash && slash[1] && strspn(slash + 1, "0123456789") == strlen(slash + 1)) {
 		/* "RULE:KEY/PERIOD", the form `show ratelimit` takes; keys may hold '/'
 		 * themselves (client.net), so the exact key was tried first. */
-		snprintf(k, sizeof(k), "%.*s", (int)(slash - key), key);
+		fmt_snprintf(k, sizeof(k), "%.*s", (int)(slash - key), key);
 		r = ratelimit_clear(srv->ratelimit, k);
 	}
 	if (r < 0) {

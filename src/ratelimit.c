@@ -19,6 +19,7 @@
 #include <string.h>
 
 /* Project. */
+#include "fmt.h"
 #include "ratelimit.h"
 #include "ratelimit_store.h"
 
@@ -45,7 +46,7 @@ rl_parse_redis(const char *url, char *host, size_t hostlen, int *port, int *db, 
 
 	if (*p == '[') {
 		if ((end = strchr(++p, ']')) == NULL) {
-			snprintf(err, errlen, "%s: missing ']'", url);
+			fmt_snprintf(err, errlen, "%s: missing ']'", url);
 			return -1;
 		}
 		len = end - p;
@@ -55,14 +56,14 @@ rl_parse_redis(const char *url, char *host, size_t hostlen, int *port, int *db, 
 		len = end - p;
 	}
 	if (len == 0 || len >= hostlen) {
-		snprintf(err, errlen, "%s: bad host", url);
+		fmt_snprintf(err, errlen, "%s: bad host", url);
 		return -1;
 	}
 	memcpy(host, p, len);
 	host[len] = '\0';
 	if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
 		/* hiredis would resolve a name with blocking getaddrinfo. */
-		snprintf(err, errlen, "%s: host must be an IP address", url);
+		fmt_snprintf(err, errlen, "%s: host must be an IP address", url);
 		return -1;
 	}
 	*port = 6379;
@@ -71,7 +72,7 @@ rl_parse_redis(const char *url, char *host, size_t hostlen, int *port, int *db, 
 	if (*p == ':') {
 		v = strtol(p + 1, &num_end, 10);
 		if (num_end == p + 1 || v < 1 || v > 65535) {
-			snprintf(err, errlen, "%s: bad port", url);
+			fmt_snprintf(err, errlen, "%s: bad port", url);
 			return -1;
 		}
 		*port = (int)v;
@@ -80,7 +81,7 @@ rl_parse_redis(const char *url, char *host, size_t hostlen, int *port, int *db, 
 	if (*p == '/' && p[1] != '\0') {
 		v = strtol(p + 1, &num_end, 10);
 		if (num_end == p + 1 || v < 0 || v > 1000000) {
-			snprintf(err, errlen, "%s: bad database number", url);
+			fmt_snprintf(err, errlen, "%s: bad database number", url);
 			return -1;
 		}
 		*db = (int)v;
@@ -89,7 +90,7 @@ rl_parse_redis(const char *url, char *host, size_t hostlen, int *port, int *db, 
 		p++;
 	}
 	if (*p != '\0') {
-		snprintf(err, errlen, "%s: unexpected \"%s\"", url, p);
+		fmt_snprintf(err, errlen, "%s: unexpected \"%s\"", url, p);
 		return -1;
 	}
 	return 0;
@@ -109,7 +110,7 @@ ratelimit_new(const char *url, const char *prefix, unsigned timeout_ms, size_t m
 	if (url == NULL)
 		url = "memory";
 	if ((rl = calloc(1, sizeof(*rl))) == NULL || (rl->url = strdup(url)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		fmt_snprintf(err, errlen, "out of memory");
 		free(rl);
 		return NULL;
 	}
@@ -117,7 +118,7 @@ ratelimit_new(const char *url, const char *prefix, unsigned timeout_ms, size_t m
 	if (strcmp(url, "memory") == 0) {
 		rl->mem = ratelimit_mem_new(max_keys ? max_keys : RATELIMIT_DEFAULT_MAX_KEYS);
 		if (rl->mem == NULL)
-			snprintf(err, errlen, "out of memory");
+			fmt_snprintf(err, errlen, "out of memory");
 	} else if (strncmp(url, "redis://", 8) == 0) {
 		if (rl_parse_redis(url, host, sizeof(host), &port, &db, err, errlen) == 0)
 			rl->redis = ratelimit_redis_new(host, port, db,
@@ -126,7 +127,7 @@ ratelimit_new(const char *url, const char *prefix, unsigned timeout_ms, size_t m
 								   : RATELIMIT_DEFAULT_TIMEOUT_MS,
 							err, errlen);
 	} else {
-		snprintf(err, errlen, "%s: store must be memory or redis://HOST:PORT/DB", url);
+		fmt_snprintf(err, errlen, "%s: store must be memory or redis://HOST:PORT/DB", url);
 	}
 	if (rl->mem == NULL && rl->redis == NULL) {
 		ratelimit_free(rl);

@@ -30,6 +30,7 @@
 
 /* Project. */
 #include "control.h"
+#include "fmt.h"
 
 #define CTL_SOCKET_DEFAULT "/run/ravelin/stats.sock"
 /* Largest answer read; counters with thousands of rules stay far below. */
@@ -390,13 +391,13 @@ ctl_fetch(const char *path, struct ctl_snap *s, char *err, size_t errlen)
 
 	ctl_snap_clear(s);
 	if (ctl_request(path, "show stats\n", &ans) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fmt_snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		free(ans.p);
 		return -1;
 	}
 	s->t = ctl_now();
 	if (ctl_json_parse(ans.p, ans.len, s) == -1) {
-		snprintf(err, errlen, "%s: unreadable answer to show stats", path);
+		fmt_snprintf(err, errlen, "%s: unreadable answer to show stats", path);
 		ctl_snap_clear(s);
 		free(ans.p);
 		return -1;
@@ -456,7 +457,7 @@ ctl_line(struct ctl_screen *sc, const char *fmt, ...)
 	if (sc->rows && sc->shown + 1 >= sc->rows)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	fmt_vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	/* Labels are data: never let one move the cursor or break the screen. */
 	for (p = buf; *p; p++)
@@ -509,7 +510,7 @@ ctl_draw(struct ctl_screen *sc, const struct ctl_snap *a, const struct ctl_snap 
 		for (i = 0; i < b->n; i++) {
 			if (strcmp(b->v[i].name, ctl_top_labelled[k].name) != 0)
 				continue;
-			snprintf(title, sizeof(title), "%s %s", ctl_top_labelled[k].title,
+			fmt_snprintf(title, sizeof(title), "%s %s", ctl_top_labelled[k].title,
 			    b->v[i].label);
 			ctl_row(sc, title, ctl_get(a, b->v[i].name, b->v[i].label),
 			    b->v[i].value, dt, 0);
@@ -532,7 +533,7 @@ ctl_info(const char *path, char *out, size_t len)
 	}
 	for (line = strtok_r(ans.p, "\n", &save); line && off < len;
 	    line = strtok_r(NULL, "\n", &save))
-		off += snprintf(out + off, len - off, "%s%s", off ? "  " : "", line);
+		off += fmt_snprintf(out + off, len - off, "%s%s", off ? "  " : "", line);
 	free(ans.p);
 }
 

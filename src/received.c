@@ -23,6 +23,7 @@
 #include <time.h>
 
 /* Project. */
+#include "fmt.h"
 #include "received.h"
 
 /* Longest HELO, PTR name, hostname or address we copy (SMTP caps them at 255). */
@@ -122,7 +123,7 @@ rb_date(struct rbuf *b, time_t when, bool utc)
 		utc = true;
 	}
 	off = utc ? 0 : tm.tm_gmtoff / 60;
-	snprintf(out, sizeof(out), "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+	fmt_snprintf(out, sizeof(out), "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
 		 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
 		 tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
 		 (off < 0 ? -off : off) / 60, (off < 0 ? -off : off) % 60);
@@ -187,7 +188,7 @@ received_build(const struct received_info *ri, char *buf, size_t size)
 		rb_str(&b, " with cipher ");
 		rb_clean(&b, ri->tls_cipher ? ri->tls_cipher : "unknown", CLEAN_WORD,
 			 RECEIVED_WORD_MAX, false);
-		snprintf(bits, sizeof(bits), " (%d/%d bits))", ri->tls_bits, ri->tls_alg_bits);
+		fmt_snprintf(bits, sizeof(bits), " (%d/%d bits))", ri->tls_bits, ri->tls_alg_bits);
 		rb_str(&b, bits);
 	}
 	/* by HOST (ravelin) with PROTO id ID */

@@ -32,6 +32,7 @@
 #include <pcre2.h>
 
 /* Project. */
+#include "fmt.h"
 #include "lists.h"
 #include "rules.h"
 #include "rules_impl.h"
@@ -192,7 +193,7 @@ rules_value_str(struct rules_value *v, const char *s)
 void
 rules_value_num(struct rules_value *v, double n)
 {
-	snprintf(v->buf, sizeof(v->buf), "%.15g", n);
+	fmt_snprintf(v->buf, sizeof(v->buf), "%.15g", n);
 	rules_value_str(v, v->buf);
 }
 
@@ -240,13 +241,13 @@ derive_net(struct rules_eval_ctx *e, struct rules_value *v)
 
 		a.s_addr &= htonl(0xffffff00u);
 		inet_ntop(AF_INET, &a, out, sizeof(out));
-		snprintf(v->buf, sizeof(v->buf), "%s/24", out);
+		fmt_snprintf(v->buf, sizeof(v->buf), "%s/24", out);
 	} else {
 		struct in6_addr a = ((struct sockaddr_in6 *)&ss)->sin6_addr;
 
 		memset(&a.s6_addr[8], 0, 8);
 		inet_ntop(AF_INET6, &a, out, sizeof(out));
-		snprintf(v->buf, sizeof(v->buf), "%s/64", out);
+		fmt_snprintf(v->buf, sizeof(v->buf), "%s/64", out);
 	}
 	rules_value_str(v, v->buf);
 	return true;

@@ -30,6 +30,7 @@
 #include <pcre2.h>
 
 /* Project. */
+#include "fmt.h"
 #include "rules_lex.h"
 
 /* rules_lex_init - an empty lexer reporting errors to report(arg, ...). */
@@ -351,7 +352,7 @@ rules_lex_desc(const struct rules_lex *lx, char *buf, size_t len)
 {
 	if (lx->tok == RULES_LEX_EOF)
 		return "end of rule";
-	snprintf(buf, len, "'%.*s'", (int)(lx->end - lx->start > 40 ? 40 : lx->end - lx->start),
+	fmt_snprintf(buf, len, "'%.*s'", (int)(lx->end - lx->start > 40 ? 40 : lx->end - lx->start),
 		 lx->buf + lx->start);
 	return buf;
 }

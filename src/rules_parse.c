@@ -34,6 +34,7 @@
 #include <strings.h>
 
 /* Project. */
+#include "fmt.h"
 #include "lists.h"
 #include "rules.h"
 #include "rules_impl.h"
@@ -73,10 +74,10 @@ report(struct parser *p, unsigned line, unsigned col, const char *fmt, va_list a
 	int n;
 
 	p->nerrors++;
-	n = snprintf(msg, sizeof(msg), "%s:%u:%u: ", p->file, line, col);
+	n = fmt_snprintf(msg, sizeof(msg), "%s:%u:%u: ", p->file, line, col);
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		n = 0;
-	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	fmt_vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	if (p->error)
 		p->error(p->errarg, msg);
 }
@@ -250,7 +251,7 @@ check_keyword(struct parser *p, enum rules_field f, const char *v, size_t at)
 	for (size_t i = 0; kw[i]; i++) {
 		if (strcasecmp(kw[i], v) == 0)
 			return;
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+		fmt_snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
 			 kw[i]);
 	}
 	perr(p, at, "'%s' is not a value of %s (%s)", v, rules_fields[f].name, list);
@@ -324,9 +325,9 @@ file_set(struct parser *p, struct rules_node *n, size_t at)
 	if (p->lx.text[0] == '\0')
 		perr(p, at, "expected a file name after '@'");
 	if (p->lx.text[0] == '/' || strcmp(p->dir, ".") == 0)
-		snprintf(path, sizeof(path), "%s", p->lx.text);
+		fmt_snprintf(path, sizeof(path), "%s", p->lx.text);
 	else
-		snprintf(path, sizeof(path), "%s/%s", p->dir, p->lx.text);
+		fmt_snprintf(path, sizeof(path), "%s/%s", p->dir, p->lx.text);
 	for (struct rules_file *f = p->r->files; f != NULL; f = f->next)
 		if (strcmp(f->path, path) == 0) {
 			n->strs = f->strs;
@@ -884,7 +885,7 @@ parse_rule_body(struct parser *p)
 		rule->name = label;
 	} else {
 		char name[4096];
-		int n = snprintf(name, sizeof(name), "%s:%u", p->file, p->lx.lno[0]);
+		int n = fmt_snprintf(name, sizeof(name), "%s:%u", p->file, p->lx.lno[0]);
 
 		rule->name = p_strndup(p, name, n < 0 ? 0 : strlen(name));
 	}
@@ -1041,7 +1042,7 @@ rules_load(const char *const *paths, size_t npaths, const struct rules_env *env,
 		if (text == NULL) {
 			char msg[1024];
 
-			snprintf(msg, sizeof(msg), "%s:1:1: cannot read: %s", paths[i], strerror(errno));
+			fmt_snprintf(msg, sizeof(msg), "%s:1:1: cannot read: %s", paths[i], strerror(errno));
 			if (error)
 				error(arg, msg);
 			nerrors++;

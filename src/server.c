@@ -41,6 +41,7 @@
 #include "checkpool.h"
 #include "config.h"
 #include "control.h"
+#include "fmt.h"
 #include "lists.h"
 #include "log.h"
 #include "policy_runtime.h"
@@ -84,7 +85,7 @@ expand_rules(struct config *cf, config_error_fn *err, void *arg)
 			/* A pattern with no file is fine for a directory glob, an
 			 * error for a plain name (a typo would silently drop rules). */
 			if (!strpbrk(cf->rule_globs[i], "*?[")) {
-				snprintf(msg, sizeof(msg), "%s: rules file not found", cf->rule_globs[i]);
+				fmt_snprintf(msg, sizeof(msg), "%s: rules file not found", cf->rule_globs[i]);
 				err(arg, msg);
 				bad = 1;
 			}
@@ -92,7 +93,7 @@ expand_rules(struct config *cf, config_error_fn *err, void *arg)
 		}
 		if (r != 0) {
 			char msg[600];
-			snprintf(msg, sizeof(msg), "%s: cannot read rules: %s", cf->rule_globs[i], strerror(errno));
+			fmt_snprintf(msg, sizeof(msg), "%s: cannot read rules: %s", cf->rule_globs[i], strerror(errno));
 			err(arg, msg);
 			bad = 1;
 			continue;
@@ -129,7 +130,7 @@ server_build(struct config *cf, config_error_fn *err, void *arg)
 		cf->tls = tls_server_new(cf->tls_certificate, cf->tls_key, cf->tls_min_protocol,
 					 cf->tls_ciphers, cf->tls_ciphersuites, e, sizeof(e));
 		if (!cf->tls) {
-			snprintf(msg, sizeof(msg), "%s: %s", cf->path, e);
+			fmt_snprintf(msg, sizeof(msg), "%s: %s", cf->path, e);
 			err(arg, msg);
 			bad = 1;
 		}
@@ -140,7 +141,7 @@ server_build(struct config *cf, config_error_fn *err, void *arg)
 			cf->backend_tls = tls_client_new(verify ? (cf->tls_backend_ca ? cf->tls_backend_ca : "system") : NULL,
 							 cf->tls_backend_name, NULL, NULL, NULL, e, sizeof(e));
 			if (!cf->backend_tls) {
-				snprintf(msg, sizeof(msg), "%s: backend TLS: %s", cf->path, e);
+				fmt_snprintf(msg, sizeof(msg), "%s: backend TLS: %s", cf->path, e);
 				err(arg, msg);
 				bad = 1;
 			}
@@ -185,7 +186,7 @@ collect(void *arg, const char *msg)
 	struct errbuf *eb = arg;
 	log_warnx(NULL, "%s", msg);
 	if (eb->used < eb->len) {
-		int n = snprintf(eb->buf + eb->used, eb->len - eb->used, "%s%s", eb->used ? "; " : "", msg);
+		int n = fmt_snprintf(eb->buf + eb->used, eb->len - eb->used, "%s%s", eb->used ? "; " : "", msg);
 		if (n > 0)
 			eb->used += (size_t)n;
 	}
@@ -569,9 +570,9 @@ static void
 ctl_info(void *arg, struct control_info *info)
 {
 	struct server *srv = arg;
-	snprintf(info->version, sizeof(info->version), "%s", RAVELIN_VERSION);
+	fmt_snprintf(info->version, sizeof(info->version), "%s", RAVELIN_VERSION);
 	info->started = srv->started;
-	snprintf(info->config, sizeof(info->config), "%s", srv->config_path);
+	fmt_snprintf(info->config, sizeof(info->config), "%s", srv->config_path);
 	info->workers = srv->nworkers;
 	info->sessions = (long)__atomic_load_n(&srv->sessions, __ATOMIC_RELAXED);
 }

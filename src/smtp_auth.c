@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "checkpool.h"
 #include "config.h"
+#include "fmt.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -122,7 +123,7 @@ smtp_auth_check(struct smtp_session *s, const char *arg)
 		return -1;
 	}
 	x->s = s;
-	snprintf(x->arg, sizeof(x->arg), "%s", arg);
+	fmt_snprintf(x->arg, sizeof(x->arg), "%s", arg);
 	s->auth_x = x;
 	return 0;
 }
@@ -193,7 +194,7 @@ verify_work(void *arg)
 	unsigned limit = s->cf->auth_max_failures_per_ip, count = 0;
 	char key[96];
 
-	snprintf(key, sizeof(key), "auth-failures:%s", s->client_ip);
+	fmt_snprintf(key, sizeof(key), "auth-failures:%s", s->client_ip);
 	if (limit && ratelimit_peek(rl, key, 3600, &count) == 0 && count >= limit) {
 		x->result = AUTH_BLOCKED;
 		wipe(x);
@@ -228,8 +229,8 @@ verify_done(void *arg)
 		smtp_close(s);
 	} else if (x->result == 1) {
 		s->auth = true;
-		snprintf(s->auth_user, sizeof(s->auth_user), "%s", x->user);
-		snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", x->mech);
+		fmt_snprintf(s->auth_user, sizeof(s->auth_user), "%s", x->user);
+		fmt_snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", x->mech);
 		stats_inc(s->w->stats, STATS_AUTH_SUCCESS_TOTAL);
 		log_info(s->id, "auth: client=[%s] user=%s mechanism=%s", s->client_ip, s->auth_user,
 			 s->auth_mech);
@@ -280,7 +281,7 @@ smtp_auth_proceed(struct smtp_session *s)
 		*ir++ = '\0';
 	for (char *c = arg; *c; c++)
 		*c = (char)toupper((unsigned char)*c);
-	snprintf(x->mech, sizeof(x->mech), "%.7s", arg);
+	fmt_snprintf(x->mech, sizeof(x->mech), "%.7s", arg);
 	if (strcmp(x->mech, "PLAIN") == 0) {
 		x->step = AX_PLAIN;
 		if (ir) {

@@ -33,6 +33,7 @@
 /* Project. */
 #include "backend.h"
 #include "config.h"
+#include "fmt.h"
 #include "log.h"
 #include "message.h"
 #include "policy.h"
@@ -54,7 +55,7 @@ rcpt_list(const struct smtp_txn *t, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < t->nrcpts && n + 4 < len; i++) {
-		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "", t->rcpts[i].addr);
+		int w = fmt_snprintf(buf + n, len - n, "%s%s", i ? "," : "", t->rcpts[i].addr);
 		if (w < 0)
 			break;
 		n += (size_t)w;

@@ -39,6 +39,7 @@
 #include "backend.h"
 #include "bev_direct.h"
 #include "config.h"
+#include "fmt.h"
 #include "lists.h"
 #include "log.h"
 #include "message.h"
@@ -295,7 +296,7 @@ smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	if (s->closed)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	n = fmt_vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
@@ -880,7 +881,7 @@ smtp_session_start(struct worker *w, const struct server_listener *li, int fd,
 	s->fd = fd;
 	s->started = time(NULL);
 	unsigned long seq = __atomic_add_fetch(&srv->session_seq, 1, __ATOMIC_RELAXED);
-	snprintf(s->id, sizeof(s->id), "%08lX", (seq * 2654435761UL + (unsigned long)srv->started) & 0xffffffffUL);
+	fmt_snprintf(s->id, sizeof(s->id), "%08lX", (seq * 2654435761UL + (unsigned long)srv->started) & 0xffffffffUL);
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	socklen_t ll = sizeof(s->local);
 	getsockname(fd, (struct sockaddr *)&s->local, &ll);
@@ -951,7 +952,7 @@ smtp_session_describe(const struct smtp_session *s, char *buf, size_t len)
 	 * the PTR name; the loop still knows it as "unknown". */
 	const char *name = s->state == SS_GREETING ? "unknown" : s->client_name;
 
-	snprintf(buf, len, "%s %s[%s]:%u %s %s age=%lds helo=%s%s%s", s->id, name,
+	fmt_snprintf(buf, len, "%s %s[%s]:%u %s %s age=%lds helo=%s%s%s", s->id, name,
 		 s->client_ip, s->client_port, config_profile_name(s->li->conf.profile),
 		 smtp_state_name(s->state), (long)(time(NULL) - s->started),
 		 s->helo[0] ? s->helo : "-", s->auth ? " user=" : "", s->auth ? s->auth_user : "");
@@ -1063,7 +1064,7 @@ mail_params(struct smtp_session *s, struct smtp_path *p, char *fwd, size_t fwdle
 		} else
 			return RPL_PARAM_UNKNOWN;
 		if (pass) {
-			int w = snprintf(fwd + n, fwdlen - n, " %s%s%s", k, v ? "=" : "", v ? v : "");
+			int w = fmt_snprintf(fwd + n, fwdlen - n, " %s%s%s", k, v ? "=" : "", v ? v : "");
 			if (w < 0 || (size_t)w >= fwdlen - n)
 				return RPL_PARAM_SYNTAX;
 			n += w;
@@ -1138,7 +1139,7 @@ check_mail(struct smtp_session *s, const char *arg)
 	}
 	if (s->auth && !smtp_auth_sender_ok(s, &t->mail)) {
 		char text[600];
-		snprintf(text, sizeof(text), smtp_reply_text(RPL_SENDER_NOT_OWNED), t->mail.addr);
+		fmt_snprintf(text, sizeof(text), smtp_reply_text(RPL_SENDER_NOT_OWNED), t->mail.addr);
 		smtp_txn_refuse(s, "MAIL", text, "sender-login");
 		smtp_txn_abort(s);
 		return -1;
@@ -1170,7 +1171,7 @@ mail_backend_open(struct smtp_session *s, const struct backend_reply *r)
 
 	if (!smtp_backend_usable(s, r, "MAIL"))
 		return;
-	snprintf(line, sizeof(line), "MAIL %s", s->txn->mail_arg);
+	fmt_snprintf(line, sizeof(line), "MAIL %s", s->txn->mail_arg);
 	backend_command(s->be, line, mail_backend_done);
 }
 
@@ -1220,7 +1221,7 @@ rcpt_params(struct smtp_session *s, struct smtp_path *p, char *fwd, size_t fwdle
 		} else
 			return RPL_PARAM_UNKNOWN;
 		if (dsn) {
-			int w = snprintf(fwd + n, fwdlen - n, " %s=%s", k, v);
+			int w = fmt_snprintf(fwd + n, fwdlen - n, " %s=%s", k, v);
 			if (w < 0 || (size_t)w >= fwdlen - n)
 				return RPL_PARAM_SYNTAX;
 			n += w;
@@ -1308,7 +1309,7 @@ proceed_rcpt(struct smtp_session *s)
 {
 	char line[SMTP_LINE_MAX + 16];
 
-	snprintf(line, sizeof(line), "RCPT %s", s->txn->pending_rcpt_arg);
+	fmt_snprintf(line, sizeof(line), "RCPT %s", s->txn->pending_rcpt_arg);
 	backend_command(s->be, line, rcpt_backend_done);
 }
 

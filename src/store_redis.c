@@ -49,6 +49,7 @@
 #include <openssl/evp.h>
 
 /* Project. */
+#include "fmt.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "ratelimit_store.h"
@@ -185,17 +186,17 @@ redis_connect(struct ratelimit_redis *r, struct redis_conn *rc, char *err, size_
 	rc->epoch = atomic_load(&r->epoch);
 	rc->c = redisConnectWithTimeout(r->host, r->port, r->tv);
 	if (rc->c == NULL || rc->c->err) {
-		snprintf(err, errlen, "connect: %s", rc->c ? rc->c->errstr : "out of memory");
+		fmt_snprintf(err, errlen, "connect: %s", rc->c ? rc->c->errstr : "out of memory");
 		goto fail;
 	}
 	if (redisSetTimeout(rc->c, r->tv) != REDIS_OK) {
-		snprintf(err, errlen, "set timeout: %s", rc->c->errstr);
+		fmt_snprintf(err, errlen, "set timeout: %s", rc->c->errstr);
 		goto fail;
 	}
 	if (r->db != 0) {
 		reply = redisCommand(rc->c, "SELECT %d", r->db);
 		if (reply == NULL || reply->type != REDIS_REPLY_STATUS) {
-			snprintf(err, errlen, "SELECT %d: %s", r->db,
+			fmt_snprintf(err, errlen, "SELECT %d: %s", r->db,
 				 reply ? (reply->str ? reply->str : "bad reply") : rc->c->errstr);
 			freeReplyObject(reply);
 			goto fail;
@@ -319,7 +320,7 @@ redis_exec(struct ratelimit_redis *r, int argc, const char **argv, size_t *argvl
 		/* Closed by the server (restart, client timeout): worth one retry.
 		 * A timeout is not: Redis is slow or gone, and callers wait. */
 		dropped = rc->c->err == REDIS_ERR_EOF || errno == ECONNRESET || errno == EPIPE;
-		snprintf(err, sizeof(err), "%s", rc->c->errstr);
+		fmt_snprintf(err, sizeof(err), "%s", rc->c->errstr);
 		redisFree(rc->c);
 		rc->c = NULL;
 		if (fresh || !dropped)
@@ -363,9 +364,9 @@ redis_window(struct ratelimit_redis *r, const char *mode, const char *key, size_
 	redisReply *reply;
 	int rc = -1, i;
 
-	snprintf(nbuf, sizeof(nbuf), "%u", n);
-	snprintf(pbuf, sizeof(pbuf), "%" PRIu64, (uint64_t)period_s * 1000000u);
-	snprintf(tbuf, sizeof(tbuf), "%016" PRIx64 "-%" PRIx64, r->token,
+	fmt_snprintf(nbuf, sizeof(nbuf), "%u", n);
+	fmt_snprintf(pbuf, sizeof(pbuf), "%" PRIu64, (uint64_t)period_s * 1000000u);
+	fmt_snprintf(tbuf, sizeof(tbuf), "%016" PRIx64 "-%" PRIx64, r->token,
 		 (uint64_t)atomic_fetch_add(&r->seq, 1));
 	argv[0] = "EVALSHA";
 	argv[1] = r->sha;
@@ -407,14 +408,14 @@ ratelimit_redis_new(const char *host, int port, int db, const char *prefix, unsi
 	unsigned int mdlen = 0, i;
 
 	if (strlen(prefix) > REDIS_PREFIX_MAX) {
-		snprintf(err, errlen, "ratelimit prefix longer than %d", REDIS_PREFIX_MAX);
+		fmt_snprintf(err, errlen, "ratelimit prefix longer than %d", REDIS_PREFIX_MAX);
 		return NULL;
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		fmt_snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	snprintf(r->host, sizeof(r->host), "%s", host);
+	fmt_snprintf(r->host, sizeof(r->host), "%s", host);
 	r->port = port;
 	r->db = db;
 	r->prefixlen = strlen(prefix);
@@ -431,14 +432,14 @@ ratelimit_redis_new(const char *host, int port, int db, const char *prefix, unsi
 		r->token = redis_now_us() ^ ((uint64_t)getpid() << 32);
 	if (!EVP_Digest(redis_script, sizeof(redis_script) - 1, md, &mdlen, EVP_sha1(), NULL) ||
 	    mdlen != 20) {
-		snprintf(err, errlen, "SHA1 unavailable");
+		fmt_snprintf(err, errlen, "SHA1 unavailable");
 		free(r);
 		return NULL;
 	}
 	for (i = 0; i < mdlen; i++)
-		snprintf(r->sha + 2 * i, 3, "%02x", md[i]);
+		fmt_snprintf(r->sha + 2 * i, 3, "%02x", md[i]);
 	if (pthread_key_create(&r->tkey, redis_conn_exit) != 0) {
-		snprintf(err, errlen, "pthread_key_create failed");
+		fmt_snprintf(err, errlen, "pthread_key_create failed");
 		free(r);
 		return NULL;
 	}

@@ -32,6 +32,7 @@
 #include <openssl/x509v3.h>
 
 /* Project. */
+#include "fmt.h"
 #include "tls.h"
 
 /* Server sessions kept for TLS 1.2 resumption by session id. */
@@ -63,7 +64,7 @@ tls_error_string(const char *what, char *buf, size_t len)
 		reason = tmp;
 	}
 	if (len > 0)
-		snprintf(buf, len, "%s%s%s", what ? what : "", what && reason ? ": " : "",
+		fmt_snprintf(buf, len, "%s%s%s", what ? what : "", what && reason ? ": " : "",
 			 reason ? reason : "");
 	ERR_clear_error();
 	return buf;
@@ -92,7 +93,7 @@ tls_ctx_common(SSL_CTX *ctx, const char *min_proto, const char *ciphers,
 	int v = tls_parse_proto(min_proto);
 
 	if (v < 0) {
-		snprintf(err, errlen, "unknown minimum TLS protocol \"%s\" (TLSv1.2 or TLSv1.3)",
+		fmt_snprintf(err, errlen, "unknown minimum TLS protocol \"%s\" (TLSv1.2 or TLSv1.3)",
 			 min_proto);
 		return -1;
 	}
@@ -137,7 +138,7 @@ tls_server_new(const char *cert, const char *key, const char *min_proto, const c
 
 	ERR_clear_error();
 	if (cert == NULL || *cert == '\0' || key == NULL || *key == '\0') {
-		snprintf(err, errlen, "tls_certificate and tls_key are both required");
+		fmt_snprintf(err, errlen, "tls_certificate and tls_key are both required");
 		return NULL;
 	}
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
@@ -154,7 +155,7 @@ tls_server_new(const char *cert, const char *key, const char *min_proto, const c
 	SSL_CTX_set_num_tickets(ctx, 1);
 
 	if (!SSL_CTX_use_certificate_chain_file(ctx, cert)) {
-		snprintf(msg, sizeof(msg), "tls_certificate %s", cert);
+		fmt_snprintf(msg, sizeof(msg), "tls_certificate %s", cert);
 		tls_error_string(msg, err, errlen);
 		goto fail;
 	}
@@ -162,19 +163,19 @@ tls_server_new(const char *cert, const char *key, const char *min_proto, const c
 		/* Loading already compares the key with the certificate. */
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
 			goto mismatch;
-		snprintf(msg, sizeof(msg), "tls_key %s", key);
+		fmt_snprintf(msg, sizeof(msg), "tls_key %s", key);
 		tls_error_string(msg, err, errlen);
 		goto fail;
 	}
 	if (!SSL_CTX_check_private_key(ctx)) {
 mismatch:
-		snprintf(msg, sizeof(msg), "tls_key %s does not match tls_certificate %s", key,
+		fmt_snprintf(msg, sizeof(msg), "tls_key %s does not match tls_certificate %s", key,
 			 cert);
 		tls_error_string(msg, err, errlen);
 		goto fail;
 	}
 	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		fmt_snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	atomic_init(&srv->refs, 1);
@@ -238,7 +239,7 @@ tls_client_load_ca(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
 	else
 		ok = SSL_CTX_load_verify_locations(ctx, ca_file, NULL);
 	if (!ok) {
-		snprintf(msg, sizeof(msg), "backend CA %s", ca_file);
+		fmt_snprintf(msg, sizeof(msg), "backend CA %s", ca_file);
 		tls_error_string(msg, err, errlen);
 		return -1;
 	}
@@ -271,7 +272,7 @@ tls_client_new(const char *ca_file, const char *verify_name, const char *min_pro
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}
 	if ((cli = calloc(1, sizeof(*cli))) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		fmt_snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	atomic_init(&cli->refs, 1);
@@ -279,7 +280,7 @@ tls_client_new(const char *ca_file, const char *verify_name, const char *min_pro
 	cli->verify = ca_file != NULL && *ca_file != '\0';
 	if (verify_name != NULL && *verify_name != '\0') {
 		if ((cli->verify_name = strdup(verify_name)) == NULL) {
-			snprintf(err, errlen, "out of memory");
+			fmt_snprintf(err, errlen, "out of memory");
 			free(cli);
 			goto fail;
 		}
@@ -390,7 +391,7 @@ tls_describe(const SSL *ssl, char *buf, size_t len)
 	int alg, bits = tls_cipher_bits(ssl, &alg);
 
 	if (len > 0)
-		snprintf(buf, len, "%s %s %d/%d", tls_version(ssl), tls_cipher(ssl), bits, alg);
+		fmt_snprintf(buf, len, "%s %s %d/%d", tls_version(ssl), tls_cipher(ssl), bits, alg);
 	return buf;
 }
 

@@ -1,0 +1,355 @@
+/*
+ * fmt.c - snprintf() for the per-connection and per-message paths, without
+ * stdio's per-call FILE set-up (see fmt.h for what it formats itself).
+ *
+ * Public:
+ *   fmt_snprintf(), fmt_vsnprintf()
+ */
+
+/* System. */
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+
+/* Project. */
+#include "fmt.h"
+
+/* The output so far: what fits is written, everything is counted. */
+struct fmt_out {
+	char *buf;
+	size_t size;   /* room, the terminating NUL included */
+	size_t len;    /* octets produced, written or not */
+};
+
+/* put - n octets from s. */
+static void
+put(struct fmt_out *o, const char *s, size_t n)
+{
+	if (o->len + 1 < o->size) {
+		size_t room = o->size - 1 - o->len;
+		memcpy(o->buf + o->len, s, n < room ? n : room);
+	}
+	o->len += n;
+}
+
+/* pad - n copies of c. */
+static void
+pad(struct fmt_out *o, char c, size_t n)
+{
+	if (o->len + 1 < o->size) {
+		size_t room = o->size - 1 - o->len;
+		memset(o->buf + o->len, c, n < room ? n : room);
+	}
+	o->len += n;
+}
+
+/* One conversion specification, parsed. */
+struct fmt_spec {
+	bool minus, zero, plus, space, alt;
+	int width;       /* -1: none */
+	int prec;        /* -1: none */
+	int len;         /* 'H' hh, 'h', 'l', 'q' ll, 'z', 'j', 't', 'L', 0 */
+	char conv;
+};
+
+/* field - body (with its prefix: sign or 0x) padded to the width. zeros is
+ * the number of leading zeros the precision asks for. */
+static void
+field(struct fmt_out *o, const struct fmt_spec *sp, const char *prefix, size_t plen,
+      size_t zeros, const char *body, size_t blen)
+{
+	size_t total = plen + zeros + blen;
+	size_t fill = sp->width > 0 && (size_t)sp->width > total ? (size_t)sp->width - total : 0;
+
+	if (fill && !sp->minus && !sp->zero)
+		pad(o, ' ', fill);
+	put(o, prefix, plen);
+	if (fill && !sp->minus && sp->zero)
+		pad(o, '0', fill);
+	pad(o, '0', zeros);
+	put(o, body, blen);
+	if (fill && sp->minus)
+		pad(o, ' ', fill);
+}
+
+/* integer - d i u o x X p with their flags. */
+static void
+integer(struct fmt_out *o, struct fmt_spec *sp, uintmax_t v, bool neg)
+{
+	char digits[64];
+	char *end = digits + sizeof(digits), *d = end;
+	char prefix[3];
+	size_t plen = 0;
+	unsigned base = 10;
+	const char *set = "0123456789abcdef";
+
+	if (sp->conv == 'o')
+		base = 8;
+	else if (sp->conv == 'x' || sp->conv == 'p')
+		base = 16;
+	else if (sp->conv == 'X') {
+		base = 16;
+		set = "0123456789ABCDEF";
+	}
+	/* Constant divisors: a multiply or a shift, not a division. */
+	if (base == 10) {
+		if (v <= UINT32_MAX) {
+			for (uint32_t w = (uint32_t)v; w; w /= 10)
+				*--d = (char)('0' + w % 10);
+		} else {
+			for (; v; v /= 10)
+				*--d = (char)('0' + v % 10);
+		}
+	} else if (base == 16) {
+		for (; v; v >>= 4)
+			*--d = set[v & 15];
+	} else {
+		for (; v; v >>= 3)
+			*--d = set[v & 7];
+	}
+	size_t n = (size_t)(end - d);
+	if (sp->prec >= 0)
+		sp->zero = false;     /* C11 7.21.6.1: 0 is ignored with a precision */
+	size_t zeros = sp->prec >= 0 && (size_t)sp->prec > n ? (size_t)sp->prec - n : 0;
+	if (n == 0 && sp->prec < 0)
+		zeros = 1;            /* the value 0 */
+	if (neg)
+		prefix[plen++] = '-';
+	else if ((sp->conv == 'd' || sp->conv == 'i') && sp->plus)
+		prefix[plen++] = '+';
+	else if ((sp->conv == 'd' || sp->conv == 'i') && sp->space)
+		prefix[plen++] = ' ';
+	if (sp->conv == 'o' && sp->alt && zeros == 0 && (n == 0 || *d != '0'))
+		zeros = 1;
+	if ((sp->conv == 'x' || sp->conv == 'X') && sp->alt && n > 0) {
+		prefix[plen++] = '0';
+		prefix[plen++] = sp->conv;
+	}
+	if (sp->conv == 'p') {
+		prefix[plen++] = '0';
+		prefix[plen++] = 'x';
+	}
+	field(o, sp, prefix, plen, zeros, d, n);
+}
+
+/* signed_arg - the next signed argument of the spec's length. */
+static intmax_t
+signed_arg(const struct fmt_spec *sp, va_list *ap)
+{
+	switch (sp->len) {
+	case 'H': return (signed char)va_arg(*ap, int);
+	case 'h': return (short)va_arg(*ap, int);
+	case 'l': return va_arg(*ap, long);
+	case 'q': return va_arg(*ap, long long);
+	case 'z': return va_arg(*ap, ssize_t);
+	case 'j': return va_arg(*ap, intmax_t);
+	case 't': return va_arg(*ap, ptrdiff_t);
+	default: return va_arg(*ap, int);
+	}
+}
+
+/* unsigned_arg - the next unsigned argument of the spec's length. */
+static uintmax_t
+unsigned_arg(const struct fmt_spec *sp, va_list *ap)
+{
+	switch (sp->len) {
+	case 'H': return (unsigned char)va_arg(*ap, unsigned);
+	case 'h': return (unsigned short)va_arg(*ap, unsigned);
+	case 'l': return va_arg(*ap, unsigned long);
+	case 'q': return va_arg(*ap, unsigned long long);
+	case 'z': return va_arg(*ap, size_t);
+	case 'j': return va_arg(*ap, uintmax_t);
+	case 't': return (uintmax_t)va_arg(*ap, ptrdiff_t);
+	default: return va_arg(*ap, unsigned);
+	}
+}
+
+/* floating - one f e g a conversion through snprintf(); false when it
+ * does not fit the scratch buffer (the caller falls back). */
+static bool
+floating(struct fmt_out *o, const struct fmt_spec *sp, va_list *ap)
+{
+	char spec[32], tmp[512];
+	size_t k = 0;
+	int n;
+
+	spec[k++] = '%';
+	if (sp->minus) spec[k++] = '-';
+	if (sp->zero) spec[k++] = '0';
+	if (sp->plus) spec[k++] = '+';
+	if (sp->space) spec[k++] = ' ';
+	if (sp->alt) spec[k++] = '#';
+	spec[k] = '\0';
+	/* The numbers go as * arguments: no second parse of digits. */
+	memcpy(spec + k, "*.*", 4);
+	k += 3;
+	if (sp->len == 'L')
+		spec[k++] = 'L';
+	spec[k++] = sp->conv;
+	spec[k] = '\0';
+	if (sp->len == 'L')
+		n = snprintf(tmp, sizeof(tmp), spec, sp->width < 0 ? 0 : sp->width, sp->prec, va_arg(*ap, long double));
+	else
+		n = snprintf(tmp, sizeof(tmp), spec, sp->width < 0 ? 0 : sp->width, sp->prec, va_arg(*ap, double));
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return false;
+	put(o, tmp, (size_t)n);
+	return true;
+}
+
+/* fmt_vsnprintf - see fmt.h. */
+int
+fmt_vsnprintf(char *out, size_t size, const char *fmt, va_list ap0)
+{
+	struct fmt_out o = { out, size, 0 };
+	va_list ap;
+	const char *p = fmt;
+
+	va_copy(ap, ap0);
+	for (;;) {
+		const char *pct = strchrnul(p, '%');
+		if (pct > p)
+			put(&o, p, (size_t)(pct - p));
+		if (*pct == '\0')
+			break;
+		p = pct + 1;
+		if (*p == '%') {
+			put(&o, "%", 1);
+			p++;
+			continue;
+		}
+		struct fmt_spec sp = { .width = -1, .prec = -1 };
+		for (;; p++) {
+			if (*p == '-') sp.minus = true;
+			else if (*p == '0') sp.zero = true;
+			else if (*p == '+') sp.plus = true;
+			else if (*p == ' ') sp.space = true;
+			else if (*p == '#') sp.alt = true;
+			else break;
+		}
+		if (*p == '*') {
+			int w = va_arg(ap, int);
+			if (w < 0) {
+				sp.minus = true;
+				w = w == INT_MIN ? INT_MAX : -w;
+			}
+			sp.width = w;
+			p++;
+		} else if (*p >= '1' && *p <= '9') {
+			sp.width = 0;
+			while (*p >= '0' && *p <= '9' && sp.width < 100000)
+				sp.width = sp.width * 10 + (*p++ - '0');
+			if (*p >= '0' && *p <= '9')
+				goto fallback;
+		}
+		if (*p == '.') {
+			p++;
+			if (*p == '*') {
+				int pr = va_arg(ap, int);
+				sp.prec = pr < 0 ? -1 : pr;
+				p++;
+			} else {
+				sp.prec = 0;
+				while (*p >= '0' && *p <= '9' && sp.prec < 100000)
+					sp.prec = sp.prec * 10 + (*p++ - '0');
+				if (*p >= '0' && *p <= '9')
+					goto fallback;
+			}
+		}
+		if (sp.minus)
+			sp.zero = false;
+		if (sp.plus)
+			sp.space = false;
+		switch (*p) {
+		case 'h':
+			sp.len = p[1] == 'h' ? 'H' : 'h';
+			p += p[1] == 'h' ? 2 : 1;
+			break;
+		case 'l':
+			sp.len = p[1] == 'l' ? 'q' : 'l';
+			p += p[1] == 'l' ? 2 : 1;
+			break;
+		case 'z': case 'j': case 't': case 'L':
+			sp.len = *p++;
+			break;
+		}
+		sp.conv = *p++;
+		switch (sp.conv) {
+		case 'd':
+		case 'i': {
+			if (sp.len == 'L')
+				goto fallback;
+			intmax_t v = signed_arg(&sp, &ap);
+			integer(&o, &sp, v < 0 ? (uintmax_t)0 - (uintmax_t)v : (uintmax_t)v, v < 0);
+			break;
+		}
+		case 'u': case 'o': case 'x': case 'X':
+			if (sp.len == 'L')
+				goto fallback;
+			integer(&o, &sp, unsigned_arg(&sp, &ap), false);
+			break;
+		case 'p': {
+			if (sp.len || sp.zero || sp.plus || sp.space || sp.alt || sp.prec >= 0)
+				goto fallback;
+			void *v = va_arg(ap, void *);
+			if (!v) {
+				field(&o, &sp, "", 0, 0, "(nil)", 5);
+				break;
+			}
+			integer(&o, &sp, (uintptr_t)v, false);
+			break;
+		}
+		case 'c': {
+			if (sp.len || sp.zero || sp.prec >= 0)
+				goto fallback;
+			char c = (char)va_arg(ap, int);
+			sp.zero = false;
+			field(&o, &sp, "", 0, 0, &c, 1);
+			break;
+		}
+		case 's': {
+			if (sp.len || sp.zero)
+				goto fallback;
+			const char *s = va_arg(ap, const char *);
+			if (!s)
+				goto fallback;     /* glibc's "(null)" rules */
+			size_t n = sp.prec >= 0 ? strnlen(s, (size_t)sp.prec) : strlen(s);
+			field(&o, &sp, "", 0, 0, s, n);
+			break;
+		}
+		case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': case 'a': case 'A':
+			if (sp.len && sp.len != 'L' && sp.len != 'l')
+				goto fallback;
+			if (sp.len == 'l')
+				sp.len = 0;        /* %lf is %f */
+			if (!floating(&o, &sp, &ap))
+				goto fallback;
+			break;
+		default:
+			goto fallback;
+		}
+	}
+	va_end(ap);
+	if (size > 0)
+		out[o.len < size ? o.len : size - 1] = '\0';
+	if (o.len > INT_MAX)
+		return -1;
+	return (int)o.len;
+fallback:
+	va_end(ap);
+	return vsnprintf(out, size, fmt, ap0);
+}
+
+/* fmt_snprintf - see fmt.h. */
+int
+fmt_snprintf(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = fmt_vsnprintf(out, size, fmt, ap);
+	va_end(ap);
+	return n;
+}
