@@ -41,6 +41,7 @@
 #define MSG_LINE_MAX     998
 #define MSG_BODYCHUNK    16384
 #define MSG_FILEBUF      65536
+#define MSG_STAGE        4096
 
 enum msg_state { ST_BOL, ST_DOT, ST_DOT_CR, ST_TEXT, ST_CR };
 
@@ -67,9 +68,11 @@ struct msg_parser {
 	/* Body. */
 	bool body_bol;          /* at the start of an output body line */
 	size_t chunk_len;
+	size_t stage_len;
 	struct evbuffer *filebuf;   /* pending writes once spilled */
-	/* Last: not zeroed at birth (16 KiB a message would be). */
+	/* Last: not zeroed at birth (20 KiB a message would be). */
 	char chunk[MSG_BODYCHUNK];  /* unstuffed body for ops->body */
+	char stage[MSG_STAGE];      /* wire-form body on its way to the spool */
 };
 
 /* problem - remember the first reason to refuse; stop storing. */
@@ -136,12 +139,10 @@ flush_file(struct msg_parser *p)
 	return 0;
 }
 
-/* spool_add - append wire-form body bytes. */
+/* spool_put - append wire-form body bytes to the spool itself. */
 static void
-spool_add(struct msg_parser *p, const char *b, size_t n)
+spool_put(struct msg_parser *p, const char *b, size_t n)
 {
-	if (p->msg.problem != MSG_OK)
-		return;
 	if (p->msg.fd < 0) {
 		evbuffer_add(p->msg.mem, b, n);
 		if (evbuffer_get_length(p->msg.mem) > p->lim.spool_memory && spill(p) < 0)
@@ -151,6 +152,34 @@ spool_add(struct msg_parser *p, const char *b, size_t n)
 	evbuffer_add(p->filebuf, b, n);
 	if (evbuffer_get_length(p->filebuf) >= MSG_FILEBUF && flush_file(p) < 0)
 		problem(p, MSG_IO_ERROR);
+}
+
+/* stage_flush - what the stage holds goes to the spool. */
+static void
+stage_flush(struct msg_parser *p)
+{
+	if (p->stage_len && p->msg.problem == MSG_OK)
+		spool_put(p, p->stage, p->stage_len);
+	p->stage_len = 0;
+}
+
+/* spool_add - append wire-form body bytes. A line arrives in two or three
+ * pieces (content, CRLF, a stuffing dot): they gather in the stage and
+ * reach the spool a few KiB at a time, not one evbuffer_add() each. */
+static void
+spool_add(struct msg_parser *p, const char *b, size_t n)
+{
+	if (p->msg.problem != MSG_OK)
+		return;
+	if (p->stage_len + n > sizeof(p->stage)) {
+		stage_flush(p);
+		if (n > sizeof(p->stage)) {
+			spool_put(p, b, n);
+			return;
+		}
+	}
+	memcpy(p->stage + p->stage_len, b, n);
+	p->stage_len += n;
 }
 
 /* chunk_flush - hand buffered unstuffed body to the stream consumer. */
@@ -390,6 +419,7 @@ end_message(struct msg_parser *p)
 		end_headers(p, false);
 	field_done(p);
 	chunk_flush(p);
+	stage_flush(p);
 	if (p->msg.fd >= 0 && flush_file(p) < 0)
 		problem(p, MSG_IO_ERROR);
 }
