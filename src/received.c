@@ -76,12 +76,12 @@ clean_ok(unsigned char c, enum clean_kind kind, bool utf8)
 		return kind == CLEAN_PATH && utf8;
 	switch (kind) {
 	case CLEAN_NAME:
-		return c != ' ' && !strchr("()\\;\"", c);
+		return c != ' ' && c != '(' && c != ')' && c != '\\' && c != ';' && c != '"';
 	case CLEAN_PATH:
-		return !strchr("<>;", c);
+		return c != '<' && c != '>' && c != ';';
 	case CLEAN_WORD:
 		return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		       strchr("-_./", c);
+		       c == '-' || c == '_' || c == '.' || c == '/';
 	}
 	return false;
 }
@@ -90,10 +90,19 @@ clean_ok(unsigned char c, enum clean_kind kind, bool utf8)
 static void
 rb_clean(struct rbuf *b, const char *s, enum clean_kind kind, size_t max, bool utf8)
 {
-	for (size_t i = 0; i < max && s[i]; i++) {
-		char c = clean_ok((unsigned char)s[i], kind, utf8) ? s[i] : '?';
-		rb_add(b, &c, 1);
+	size_t i, start = 0;
+
+	/* Runs of clean bytes go in at once; each other byte becomes '?'. */
+	for (i = 0; i < max && s[i]; i++) {
+		if (clean_ok((unsigned char)s[i], kind, utf8))
+			continue;
+		if (i > start)
+			rb_add(b, s + start, i - start);
+		rb_add(b, "?", 1);
+		start = i + 1;
 	}
+	if (i > start)
+		rb_add(b, s + start, i - start);
 }
 
 /* rb_date - an RFC 5322 date-time: "Sun, 22 Nov 2026 01:02:03 +0000". */
