@@ -49,6 +49,7 @@
 struct dmarcv_lib {
 	struct dns *dns;
 	psl_ctx_t *psl;
+	unsigned long gen;          /* tells org_cache entries of other libs apart */
 	dmarcv_txt_fn txt;
 	void *txt_arg;
 	unsigned (*sampler)(void);
@@ -58,6 +59,20 @@ struct dmarcv_lib {
  * thread-safe: run it once. */
 static pthread_mutex_t dmarcv_init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool dmarcv_inited;
+static unsigned long dmarcv_gen;
+
+/* The organizational domains of the last few names, per thread (no lock):
+ * the same sender domains come back message after message, and a public
+ * suffix lookup costs a few thousand instructions. Direct-mapped; longer
+ * names are not kept. */
+#define ORG_CACHE_SLOTS 16
+#define ORG_CACHE_NAME  64
+struct org_cache_slot {
+	unsigned long gen;          /* 0: empty */
+	char name[ORG_CACHE_NAME];
+	char org[ORG_CACHE_NAME];   /* "" when the name has none */
+};
+static __thread struct org_cache_slot org_cache[ORG_CACHE_SLOTS];
 
 /* dmarcv_result_str - see check_dmarc.h. */
 const char *
@@ -133,6 +148,7 @@ dmarcv_lib_new(struct dns *dns, const char *psl_path, char *err, size_t errlen)
 		fmt_snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	l->gen = __atomic_add_fetch(&dmarcv_gen, 1, __ATOMIC_RELAXED);
 	l->psl = psl_load_file(psl_path);
 	if (l->psl == NULL) {
 		fmt_snprintf(err, errlen, "cannot load public suffix list %s", psl_path);
@@ -222,11 +238,24 @@ dmarcv_org_domain(const struct dmarcv_lib *lib, const char *domain, char *buf, s
 {
 	const char *reg;
 	char d[256];
+	unsigned h = 2166136261u;
 
 	if (!clean_domain(domain, d, sizeof d))
 		return -1;
-	reg = psl_registrable_domain(lib->psl, d);
-	if (reg == NULL || strlen(reg) >= len)
+	for (const char *c = d; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	struct org_cache_slot *slot = &org_cache[h % ORG_CACHE_SLOTS];
+	if (slot->gen == lib->gen && strcmp(slot->name, d) == 0) {
+		reg = slot->org;
+	} else {
+		reg = psl_registrable_domain(lib->psl, d);
+		if (strlen(d) < ORG_CACHE_NAME && (reg == NULL || strlen(reg) < ORG_CACHE_NAME)) {
+			slot->gen = lib->gen;
+			str_copy(slot->name, sizeof slot->name, d);
+			str_copy(slot->org, sizeof slot->org, reg ? reg : "");
+		}
+	}
+	if (reg == NULL || reg[0] == '\0' || strlen(reg) >= len)
 		return -1;
 	str_copy(buf, len, reg);
 	return 0;

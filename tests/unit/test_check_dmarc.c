@@ -170,12 +170,44 @@ org_domains(void **state)
 	dmarcv_lib_free(NULL);
 }
 
+/* org_domains_cached - answers come from the per-thread cache the second
+ * time, still right: many names share its 16 slots, a name without an
+ * organizational domain stays without one, a short buffer still refuses,
+ * and a new library does not see the old one's entries. */
+static void
+org_domains_cached(void **state)
+{
+	struct dmarcv_lib *lib;
+	char err[256], buf[256], name[64], want[64];
+
+	lib = dmarcv_lib_new(NULL, NULL, err, sizeof err);
+	assert_non_null(lib);
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < 100; i++) {
+			snprintf(name, sizeof name, "mx%d.d%d.co.uk", i, i);
+			snprintf(want, sizeof want, "d%d.co.uk", i);
+			assert_int_equal(dmarcv_org_domain(lib, name, buf, sizeof buf), 0);
+			assert_string_equal(buf, want);
+			assert_int_equal(dmarcv_org_domain(lib, "co.uk", buf, sizeof buf), -1);
+		}
+	assert_int_equal(dmarcv_org_domain(lib, "mx1.d1.co.uk", buf, 8), -1);
+	assert_int_equal(dmarcv_org_domain(lib, "mx1.d1.co.uk", buf, sizeof buf), 0);
+	assert_string_equal(buf, "d1.co.uk");
+	dmarcv_lib_free(lib);
+	lib = dmarcv_lib_new(NULL, NULL, err, sizeof err);
+	assert_non_null(lib);
+	assert_int_equal(dmarcv_org_domain(lib, "mx1.d1.co.uk", buf, sizeof buf), 0);
+	assert_string_equal(buf, "d1.co.uk");
+	dmarcv_lib_free(lib);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dmarc_table),
 		cmocka_unit_test(org_domains),
+		cmocka_unit_test(org_domains_cached),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
