@@ -24,13 +24,20 @@ struct fmt_out {
 	size_t len;    /* octets produced, written or not */
 };
 
-/* put - n octets from s. */
-static void
+/* put - n octets from s. Most pieces are a few octets: a byte loop for
+ * those is cheaper than a call to memcpy(). */
+static inline void
 put(struct fmt_out *o, const char *s, size_t n)
 {
-	if (o->len + 1 < o->size) {
-		size_t room = o->size - 1 - o->len;
-		memcpy(o->buf + o->len, s, n < room ? n : room);
+	if (o->len + n < o->size) {
+		char *d = o->buf + o->len;
+		if (n <= 16)
+			for (size_t i = 0; i < n; i++)
+				d[i] = s[i];
+		else
+			memcpy(d, s, n);
+	} else if (o->len + 1 < o->size) {
+		memcpy(o->buf + o->len, s, o->size - 1 - o->len);
 	}
 	o->len += n;
 }
@@ -210,7 +217,10 @@ fmt_vsnprintf(char *out, size_t size, const char *fmt, va_list ap0)
 
 	va_copy(ap, ap0);
 	for (;;) {
-		const char *pct = strchrnul(p, '%');
+		/* Literal runs are a few octets: a plain loop beats strchrnul(). */
+		const char *pct = p;
+		while (*pct && *pct != '%')
+			pct++;
 		if (pct > p)
 			put(&o, p, (size_t)(pct - p));
 		if (*pct == '\0')
@@ -218,6 +228,15 @@ fmt_vsnprintf(char *out, size_t size, const char *fmt, va_list ap0)
 		p = pct + 1;
 		if (*p == '%') {
 			put(&o, "%", 1);
+			p++;
+			continue;
+		}
+		/* The common plain conversions skip the general parse. */
+		if (*p == 's') {
+			const char *s = va_arg(ap, const char *);
+			if (!s)
+				goto fallback;     /* glibc's "(null)" */
+			put(&o, s, strlen(s));
 			p++;
 			continue;
 		}

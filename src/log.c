@@ -93,14 +93,18 @@ emit(const char *line, size_t len)
 }
 
 /* stamp - "HH:MM:SS.mmm ident[pid]: " for a stderr line into out; its length.
- * localtime_r() once a second per thread, not once a line. */
+ * Put together by hand from parts kept per thread: localtime_r() once a
+ * second, " ident[pid]: " once. */
 static size_t
 stamp(char *out, size_t size)
 {
 	static __thread time_t last_sec = -1;
 	static __thread char hms[16];
+	static __thread char tail[96];
+	static __thread size_t tail_len;
+	static __thread const char *tail_ident;
+	static __thread int tail_pid;
 	struct timespec ts;
-	long ms;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (ts.tv_sec != last_sec) {
@@ -109,9 +113,21 @@ stamp(char *out, size_t size)
 		fmt_snprintf(hms, sizeof(hms), "%02d:%02d:%02d.", tm.tm_hour, tm.tm_min, tm.tm_sec);
 		last_sec = ts.tv_sec;
 	}
-	ms = ts.tv_nsec / 1000000;
-	int n = fmt_snprintf(out, size, "%s%03ld %s[%d]: ", hms, ms, log_ident, log_pid);
-	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+	if (tail_ident != log_ident || tail_pid != log_pid) {
+		tail_ident = log_ident;
+		tail_pid = log_pid;
+		int n = fmt_snprintf(tail, sizeof(tail), " %s[%d]: ", log_ident, log_pid);
+		tail_len = n < 0 ? 0 : (size_t)n < sizeof(tail) ? (size_t)n : sizeof(tail) - 1;
+	}
+	long ms = ts.tv_nsec / 1000000;
+	if (size < 12 + tail_len + 1)
+		return 0;
+	memcpy(out, hms, 9);
+	out[9] = (char)('0' + ms / 100);
+	out[10] = (char)('0' + ms / 10 % 10);
+	out[11] = (char)('0' + ms % 10);
+	memcpy(out + 12, tail, tail_len);
+	return 12 + tail_len;
 }
 
 /* vlog - format one line and send it; stderr lines are written whole. */
