@@ -357,24 +357,45 @@ authres_build(const struct authres *ar, char *buf, size_t buflen)
 }
 
 /* w_text_folded - append free text (already on one line) word by word,
- * folding at spaces; runs of white space collapse to one. */
+ * folding at spaces; runs of white space collapse to one. The text holds
+ * no tab, CR or LF (callers unfold it), so a word moves the column by its
+ * length and is appended as it stands, without a copy or a scan. */
 static void
 w_text_folded(struct writer *w, const char *text)
 {
-	char word[AUTHRES_VALUE_MAX + 1];
 	const char *p = text;
 
 	while (*p) {
-		size_t n = 0;
-
 		while (*p == ' ')
 			p++;
-		while (*p && *p != ' ' && n < sizeof word - 1)
-			word[n++] = *p++;
+		const char *word = p;
+		while (*p && *p != ' ')
+			p++;
+		size_t n = (size_t)(p - word);
 		if (n == 0)
 			break;
-		word[n] = '\0';
-		w_word(w, word);
+		if (n > AUTHRES_VALUE_MAX) {
+			/* As ever: an overlong run goes out in pieces. */
+			n = AUTHRES_VALUE_MAX;
+			p = word + n;
+		}
+		if (!w->line_empty) {
+			if (w->col + 1 + n > AUTHRES_COLS)
+				w_fold(w);
+			else
+				w_raw(w, " ", 1);
+		}
+		if (w->overflow)
+			return;
+		if (w->len + n + 1 > w->cap) {
+			w->overflow = true;
+			return;
+		}
+		memcpy(w->buf + w->len, word, n);
+		w->len += n;
+		w->buf[w->len] = '\0';
+		w->col += n;
+		w->line_empty = false;
 	}
 }
 
