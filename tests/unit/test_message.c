@@ -710,6 +710,85 @@ header_helpers(void **state)
 	}
 }
 
+/* random_message - a message of plain lines with, now and then, what the
+ * parser must treat octet by octet: leading dots, bare CR and LF, NUL,
+ * lines near the length limit, the terminator. */
+static size_t
+random_message(unsigned *seed, char *out, size_t cap)
+{
+	size_t n = 0;
+	int lines = 1 + rand_r(seed) % 40;
+
+	n += (size_t)snprintf(out, cap, "From: <a@b.example>\r\nSubject: r\r\n\r\n");
+	for (int l = 0; l < lines && n + 1100 < cap; l++) {
+		int kind = rand_r(seed) % 12;
+		size_t len = (size_t)(rand_r(seed) % 90);
+		if (kind == 0)
+			len = 990 + (size_t)(rand_r(seed) % 16);   /* around the 998 limit */
+		if (kind == 1)
+			out[n++] = '.';
+		for (size_t k = 0; k < len; k++)
+			out[n++] = (char)('a' + rand_r(seed) % 26);
+		if (kind == 2 && len)
+			out[n - len / 2 - 1] = '\r';
+		if (kind == 3 && len)
+			out[n - len / 2 - 1] = '\n';
+		if (kind == 4 && len)
+			out[n - 1] = '\0';
+		if (kind == 5) {
+			out[n++] = '\n';      /* a bare LF ends it */
+			continue;
+		}
+		out[n++] = '\r';
+		out[n++] = '\n';
+	}
+	memcpy(out + n, ".\r\n", 3);
+	return n + 3;
+}
+
+/* whole_vs_octets - random messages parsed whole (the line-at-a-time fast
+ * path) and octet by octet (never that path) come out the same: where the
+ * message ends, the problem, the headers, the streamed body, the spool. */
+static void
+whole_vs_octets(void **state)
+{
+	static char in[48 * 1024];
+	unsigned seed = 20261122;
+
+	for (int round = 0; round < 400; round++) {
+		size_t len = random_message(&seed, in, sizeof(in));
+		for (unsigned mode = 0; mode < 4; mode++) {
+			struct msg_limits lim = limits((mode & 1 ? NORM : 0) | (mode & 2 ? LONGPASS : 0));
+			struct outcome a, b;
+			size_t *cuts = malloc(len * sizeof(*cuts));
+			for (size_t k = 0; k + 1 < len; k++)
+				cuts[k] = k + 1;
+			if (round % 3 == 0)
+				lim.max_size = len / 2;     /* and a message too big halfway */
+			feed_split(&a, &lim, in, len, NULL, 0);
+			feed_split(&b, &lim, in, len, cuts, len - 1);
+			free(cuts);
+			const struct message *ma = msg_parser_message(a.p), *mb = msg_parser_message(b.p);
+			assert_int_equal(a.end, b.end);
+			assert_int_equal(ma->problem, mb->problem);
+			assert_int_equal(ma->size, mb->size);
+			assert_string_equal(a.rec.headers, b.rec.headers);
+			assert_int_equal(a.rec.body_len, b.rec.body_len);
+			assert_memory_equal(a.rec.body, b.rec.body, a.rec.body_len);
+			if (ma->problem == MSG_OK) {
+				size_t wa, wb;
+				char *sa = wire_body(ma, 4096, &wa), *sb = wire_body(mb, 4096, &wb);
+				assert_int_equal(wa, wb);
+				assert_memory_equal(sa, sb, wa);
+				free(sa);
+				free(sb);
+			}
+			msg_parser_free(a.p);
+			msg_parser_free(b.p);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -726,6 +805,7 @@ main(void)
 		cmocka_unit_test(spill_to_file),
 		cmocka_unit_test(stream_callbacks),
 		cmocka_unit_test(header_helpers),
+		cmocka_unit_test(whole_vs_octets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
