@@ -510,6 +510,11 @@ send_message(struct smtp_session *s)
 		smtp_resume(s);
 		return;
 	}
+	/* One allocation for the whole header section, not one per chain. */
+	size_t est = 4096;
+	for (size_t i = 0; i < m->nheaders; i++)
+		est += m->headers[i].len + 8;
+	evbuffer_expand(hdr, est);
 	policy_headers(s, hdr);
 	received_header(s, hdr);
 	for (size_t i = 0; i < m->nheaders; i++) {
