@@ -56,21 +56,30 @@ w_init(struct writer *w, char *buf, size_t cap)
 		buf[0] = '\0';
 }
 
+/* w_copy - append bytes, column untouched; false once out of room. */
+static bool
+w_copy(struct writer *w, const char *s, size_t n)
+{
+	if (w->overflow)
+		return false;
+	if (w->len + n + 1 > w->cap) {
+		w->overflow = true;
+		return false;
+	}
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+	w->buf[w->len] = '\0';
+	return true;
+}
+
 /* w_raw - append bytes as they are, tracking the column. */
 static void
 w_raw(struct writer *w, const char *s, size_t n)
 {
 	size_t i = 0;
 
-	if (w->overflow)
+	if (!w_copy(w, s, n))
 		return;
-	if (w->len + n + 1 > w->cap) {
-		w->overflow = true;
-		return;
-	}
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-	w->buf[w->len] = '\0';
 	/* Only what follows the last newline moves the column. */
 	const char *nl = memrchr(s, '\n', n);
 	if (nl) {
@@ -385,15 +394,8 @@ w_text_folded(struct writer *w, const char *text)
 			else
 				w_raw(w, " ", 1);
 		}
-		if (w->overflow)
+		if (!w_copy(w, word, n))
 			return;
-		if (w->len + n + 1 > w->cap) {
-			w->overflow = true;
-			return;
-		}
-		memcpy(w->buf + w->len, word, n);
-		w->len += n;
-		w->buf[w->len] = '\0';
 		w->col += n;
 		w->line_empty = false;
 	}

@@ -226,8 +226,12 @@ control_dispatch(struct control_conn *cc, char *line, struct evbuffer *out)
 	struct control *c = cc->c;
 	struct evbuffer *tmp;
 	char *p = line, *verb, *obj;
-	size_t len = strlen(line);
+	size_t len;
 
+	/* control_answer() never passes NULL here; said so for the analysers. */
+	if (line == NULL)
+		return;
+	len = strlen(line);
 	while (len > 0 && isspace((unsigned char)line[len - 1]))
 		line[--len] = '\0';
 	for (p = line; *p; p++)

@@ -292,7 +292,7 @@ fmt_vsnprintf(char *out, size_t size, const char *fmt, va_list ap0)
 			p += p[1] == 'l' ? 2 : 1;
 			break;
 		case 'z': case 'j': case 't': case 'L':
-			sp.len = *p++;
+			sp.len = (unsigned char)*p++;
 			break;
 		}
 		sp.conv = *p++;
