@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#include "lazytimer.h"
 #include "policy.h"
 #include "smtp_parse.h"
 
@@ -67,7 +68,7 @@ struct smtp_session {
 
 	int fd;
 	struct bufferevent *bev;
-	struct event *timer;
+	struct lazytimer timer;     /* client_timeout, data_timeout, pregreet */
 	enum smtp_state state;
 	bool busy;              /* a command is in its policy/backend phase */
 	bool in_loop, again;

@@ -67,7 +67,7 @@ struct backend {
 	struct smtp_session *s;
 	struct bufferevent *bev;
 	struct bev_direct *rd;      /* plain socket: we read it ourselves */
-	struct event *timer;
+	struct lazytimer timer;     /* backend_connect_timeout, backend_timeout */
 	size_t idx;                 /* which `backend` line */
 	enum be_phase phase;
 	unsigned caps;
@@ -115,8 +115,7 @@ static void be_send_body(struct backend *be);
 static void
 be_timer_arm(struct backend *be, unsigned seconds)
 {
-	struct timeval tv = { seconds, 0 };
-	event_add(be->timer, &tv);
+	lazytimer_set(&be->timer, (uint64_t)seconds * 1000);
 }
 
 /* be_send - write now when the socket takes it; the bufferevent only
@@ -190,7 +189,7 @@ be_fail_all(struct backend *be, enum backend_status st)
 	backend_cb *cb = NULL;
 
 	be->phase = BP_DEAD;
-	event_del(be->timer);
+	lazytimer_kill(&be->timer);
 	be_bev_free(be);
 	if (be->open_cb) {
 		cb = be->open_cb;
@@ -229,7 +228,7 @@ be_next_backend(struct backend *be, const char *why)
 
 	log_warnx(be->s->id, "backend %s: %s", be->desc, why);
 	be_bev_free(be);
-	event_del(be->timer);
+	lazytimer_stop(&be->timer);
 	if (++be->idx < cf->nbackends) {
 		be_connect(be);
 		return;
@@ -362,7 +361,7 @@ be_ready(struct backend *be)
 
 	be->phase = BP_READY;
 	be->open_cb = NULL;
-	event_del(be->timer);
+	lazytimer_stop(&be->timer);
 	if (cb)
 		cb(be->s, NULL);
 	if (!be->zombie)
@@ -597,7 +596,7 @@ finish_cmd(struct backend *be, int code)
 	bool data_refused = be->phase == BP_DATA;
 	be->phase = BP_READY;
 	be->cur = NULL;
-	event_del(be->timer);
+	lazytimer_stop(&be->timer);
 	if (data_refused) {
 		/* The backend still holds the envelope (RFC 5321 4.1.1.4): end
 		 * it before anything the callback may queue (the next MAIL). */
@@ -751,6 +750,8 @@ be_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct backend *be = arg;
 
+	if (!lazytimer_expired(&be->timer))
+		return;
 	be_enter(be);
 	if (be->phase < BP_READY)
 		be_next_backend(be, be->phase == BP_CONNECTING ? "connect timeout" : "timeout");
@@ -798,8 +799,8 @@ backend_new(struct smtp_session *s)
 		return NULL;
 	be->s = s;
 	be->reply = evbuffer_new();
-	be->timer = evtimer_new(s->w->base, be_timer_cb, be);
-	if (!be->reply || !be->timer || s->cf->nbackends == 0) {
+	int timer_ok = lazytimer_init(&be->timer, s->w->base, be_timer_cb, be);
+	if (!be->reply || timer_ok < 0 || s->cf->nbackends == 0) {
 		backend_free(be);
 		return NULL;
 	}
@@ -971,7 +972,7 @@ backend_free(struct backend *be)
 	if (be->depth) {
 		be->zombie = true;
 		be->open_cb = NULL;
-		event_del(be->timer);
+		lazytimer_kill(&be->timer);
 		if (be->rd)
 			bev_direct_disable(be->rd);
 		if (be->bev) {
@@ -1012,8 +1013,7 @@ be_really_free(struct backend *be)
 		free(be->cur->line);
 		free(be->cur);
 	}
-	if (be->timer)
-		event_free(be->timer);
+	lazytimer_free(&be->timer);
 	if (be->reply)
 		evbuffer_free(be->reply);
 	free(be);

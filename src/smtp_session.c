@@ -372,7 +372,7 @@ smtp_close(struct smtp_session *s)
 		return;
 	s->state = SS_CLOSING;
 	s->busy = true;
-	event_del(s->timer);
+	lazytimer_kill(&s->timer);
 	/* Nothing more is read: no point handing reading over first. */
 	s->rd = bev_direct_free(s->rd);
 	smtp_out_handover(s);
@@ -396,7 +396,7 @@ smtp_drop(struct smtp_session *s)
 	/* A check-pool job still reads the transaction: it frees it later. */
 	if (!policy_busy(s))
 		smtp_txn_end(s, false);
-	event_del(s->timer);
+	lazytimer_kill(&s->timer);
 	s->rd = bev_direct_free(s->rd);
 	if (s->bev) {
 		bufferevent_free(s->bev);
@@ -435,8 +435,7 @@ smtp_session_unref(struct smtp_session *s)
 		return;
 	policy_session_free(s);
 	smtp_auth_free(s);
-	if (s->timer)
-		event_free(s->timer);
+	lazytimer_free(&s->timer);
 	config_unref(s->cf);
 	free(s);
 }
@@ -463,11 +462,21 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	smtp_drop(s);
 }
 
+/* smtp_timer_set - the client has ms to make progress. */
+void
+smtp_timer_set(struct smtp_session *s, unsigned ms)
+{
+	lazytimer_set(&s->timer, ms);
+}
+
 /* timer_cb - the client was silent for too long. */
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
+
+	if (!lazytimer_expired(&s->timer))
+		return;
 
 	if (s->state == SS_PROXY) {
 		log_info(s->id, "timeout waiting for the PROXY header from [%s]", s->client_ip);
@@ -492,8 +501,7 @@ static void
 session_timer_arm(struct smtp_session *s)
 {
 	bool data = s->state == SS_DATA || s->state == SS_BDAT;
-	struct timeval tv = { data ? s->cf->data_timeout : s->cf->client_timeout, 0 };
-	event_add(s->timer, &tv);
+	smtp_timer_set(s, (data ? s->cf->data_timeout : s->cf->client_timeout) * 1000u);
 }
 
 /* write_cb - output drained below the mark: take commands again. */
@@ -688,8 +696,8 @@ session_loop(struct smtp_session *s)
 		if (s->rd)
 			bev_direct_check(s->rd);
 		if (s->busy || s->state == SS_CLOSING || s->out_blocked)
-			event_del(s->timer);
-		else if (progress || !evtimer_pending(s->timer, NULL))
+			lazytimer_stop(&s->timer);
+		else if (progress || !lazytimer_running(&s->timer))
 			/* Per command: bytes of an unfinished line do not
 			 * restart it (a line without end is cut off). */
 			session_timer_arm(s);
@@ -743,8 +751,7 @@ smtp_greet(struct smtp_session *s)
 	s->state = SS_GREETING;
 	s->busy = true;
 	if (s->cf->pregreet_ms) {
-		struct timeval tv = { s->cf->pregreet_ms / 1000, (s->cf->pregreet_ms % 1000) * 1000 };
-		event_add(s->timer, &tv);
+		smtp_timer_set(s, s->cf->pregreet_ms);
 		return;
 	}
 	policy_run(s, PS_CONNECT, greeting_policy_done);
@@ -818,7 +825,7 @@ smtp_proxy_input(struct smtp_session *s)
 		memcpy(&s->peer, &res.src, sizeof(s->peer));
 		memcpy(&s->local, &res.dst, sizeof(s->local));
 	}
-	event_del(s->timer);
+	lazytimer_kill(&s->timer);
 	smtp_greet(s);
 }
 
@@ -899,9 +906,9 @@ smtp_session_start(struct worker *w, const struct server_listener *li, int fd,
 	w->nsessions++;
 	pthread_mutex_unlock(&w->lock);
 
-	s->timer = evtimer_new(w->base, timer_cb, s);
+	int timer_ok = lazytimer_init(&s->timer, w->base, timer_cb, s);
 	s->bev = smtp_tls_wrap(s, fd);
-	if (!s->timer || !s->bev) {
+	if (timer_ok < 0 || !s->bev) {
 		log_warnx(s->id, "cannot set up a session for [%s]", s->client_ip);
 		if (!s->bev)
 			close(fd);
@@ -922,8 +929,7 @@ smtp_session_start(struct worker *w, const struct server_listener *li, int fd,
 		s->state = SS_PROXY;
 		s->busy = true;
 		s->proxy_wait = true;
-		struct timeval tv = { s->cf->client_timeout < 10 ? s->cf->client_timeout : 10, 0 };
-		event_add(s->timer, &tv);
+		smtp_timer_set(s, (s->cf->client_timeout < 10 ? s->cf->client_timeout : 10) * 1000u);
 		return;
 	}
 	smtp_greet(s);

@@ -95,6 +95,12 @@ def test_client_timeout_restarts_with_each_command(tmp_path, dns, backend, ravel
     for _ in range(4):
         time.sleep(0.5)
         assert c.cmd("NOOP")[0] == 250
+    # The wait runs from the last command: not cut short by a deadline an
+    # earlier command set (the timer is re-armed lazily), not missed.
+    t0 = time.time()
+    code, text = c.reply()
+    assert code == 421 and "4.4.2" in text
+    assert 0.8 < time.time() - t0 < 2.5
 
 
 def test_data_timeout(tmp_path, dns, backend, ravelin_factory):
