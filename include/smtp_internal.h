@@ -25,8 +25,6 @@ void smtp_error(struct smtp_session *s, enum smtp_reply_id id);
 /* Flow. */
 void smtp_resume(struct smtp_session *s);
 void smtp_close(struct smtp_session *s);
-/* smtp_timer_set - the client has ms to make progress (see smtp_session.c). */
-void smtp_timer_set(struct smtp_session *s, unsigned ms);
 void smtp_drop(struct smtp_session *s);
 void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
 void smtp_greet(struct smtp_session *s);

@@ -462,13 +462,6 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	smtp_drop(s);
 }
 
-/* smtp_timer_set - the client has ms to make progress. */
-void
-smtp_timer_set(struct smtp_session *s, unsigned ms)
-{
-	lazytimer_set(&s->timer, ms);
-}
-
 /* timer_cb - the client was silent for too long. */
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -501,7 +494,7 @@ static void
 session_timer_arm(struct smtp_session *s)
 {
 	bool data = s->state == SS_DATA || s->state == SS_BDAT;
-	smtp_timer_set(s, (data ? s->cf->data_timeout : s->cf->client_timeout) * 1000u);
+	lazytimer_set(&s->timer, (data ? s->cf->data_timeout : s->cf->client_timeout) * 1000u);
 }
 
 /* write_cb - output drained below the mark: take commands again. */
@@ -751,7 +744,7 @@ smtp_greet(struct smtp_session *s)
 	s->state = SS_GREETING;
 	s->busy = true;
 	if (s->cf->pregreet_ms) {
-		smtp_timer_set(s, s->cf->pregreet_ms);
+		lazytimer_set(&s->timer, s->cf->pregreet_ms);
 		return;
 	}
 	policy_run(s, PS_CONNECT, greeting_policy_done);
@@ -929,7 +922,7 @@ smtp_session_start(struct worker *w, const struct server_listener *li, int fd,
 		s->state = SS_PROXY;
 		s->busy = true;
 		s->proxy_wait = true;
-		smtp_timer_set(s, (s->cf->client_timeout < 10 ? s->cf->client_timeout : 10) * 1000u);
+		lazytimer_set(&s->timer, (s->cf->client_timeout < 10 ? s->cf->client_timeout : 10) * 1000u);
 		return;
 	}
 	smtp_greet(s);

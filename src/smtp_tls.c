@@ -129,7 +129,7 @@ smtp_tls_proceed(struct smtp_session *s)
 	s->state = SS_TLS;
 	s->busy = true;
 	smtp_bev_install(s, tb);
-	smtp_timer_set(s, s->cf->client_timeout * 1000u);
+	lazytimer_set(&s->timer, s->cf->client_timeout * 1000u);
 }
 
 /* smtp_tls_connected - the handshake finished. */
