@@ -40,7 +40,7 @@ MALLOCLIB =
 endif
 
 PKGS     = libevent libevent_pthreads libevent_openssl openssl libpcre2-8 \
-           opendkim milter hiredis libunbound libpsl
+           milter hiredis libunbound libpsl
 CC       ?= cc
 CPPFLAGS += -Iinclude -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
 CFLAGS   ?= $(OPT) -g

@@ -1,14 +1,13 @@
 /*
- * check_dkim.h - DKIM verification (RFC 6376, RFC 8463 ed25519) with
- * libopendkim, fed while the message streams in; key lookups go through
- * ravelin's resolver (or any TXT lookup function), never through
- * libopendkim's own unlocked resolver state.
+ * check_dkim.h - DKIM verification (RFC 6376, RFC 8463 ed25519, RFC 8301)
+ * on OpenSSL, fed while the message streams in; key lookups go through
+ * ravelin's resolver (or any TXT lookup function).
  *
  * One dkimv_lib per process, shared by all threads. One dkimv per message,
  * used by one thread at a time: header/eoh/body calls may run on the event
- * loop (they never touch DNS: signatures are processed at end of message,
- * DKIM_LIBFLAGS_DELAYSIGPROC), dkimv_eom() does the key lookups and blocks
- * up to the resolver's timeout per key, so run it on a check-pool thread.
+ * loop (they never touch DNS: signatures are processed at end of message),
+ * dkimv_eom() does the key lookups and blocks up to the resolver's timeout
+ * per key, so run it on a check-pool thread unless every key is cached.
  *
  * Result mapping (RFC 8601 words; DESIGN.md section 5 values):
  *   pass       the signature verified (rsa-sha256 or ed25519-sha256)
@@ -72,11 +71,11 @@ struct dkimv_sig {
 };
 
 /*
- * dkimv_lib_new - initialise libopendkim once. Keys are looked up through
- * dns (ravelin's resolver, see dns.h) when keyfile is NULL; with a keyfile
- * ("selector._domainkey.domain<white space>record" lines, libopendkim's
- * DKIM_QUERY_FILE) keys come from that file instead (unit tests). Returns
- * NULL with a message in err on failure.
+ * dkimv_lib_new - the verifier's shared settings. Keys are looked up
+ * through dns (ravelin's resolver, see dns.h) when keyfile is NULL; with
+ * a keyfile ("selector._domainkey.domain<white space>record" lines, as
+ * OpenDKIM's key files) keys come from that file instead (tests, tools).
+ * Returns NULL with a message in err on failure.
  */
 struct dkimv_lib *dkimv_lib_new(struct dns *dns, const char *keyfile, char *err, size_t errlen);
 
@@ -91,8 +90,8 @@ void dkimv_lib_set_time(struct dkimv_lib *lib, long long now);
 /* dkimv_lib_free - release the library handle; accepts NULL. */
 void dkimv_lib_free(struct dkimv_lib *lib);
 
-/* dkimv_new - start verifying one message; id is for libopendkim's logs
- * (the session id). NULL on allocation failure. */
+/* dkimv_new - start verifying one message; id is the session id (kept
+ * for logs). NULL on allocation failure. */
 struct dkimv *dkimv_new(struct dkimv_lib *lib, const char *id);
 
 /* dkimv_header - one complete header field "Name: value", possibly folded
@@ -115,10 +114,6 @@ size_t dkimv_nsigs(const struct dkimv *v);
 const struct dkimv_sig *dkimv_sig(const struct dkimv *v, size_t i);
 /* dkimv_best - the best result; *domain (when non-NULL) gets its d= ("" when none). */
 enum dkimv_result dkimv_best(const struct dkimv *v, const char **domain);
-/* dkimv_status - libopendkim's own final status name, e.g. "DKIM_STAT_OK",
- * and the phase it came from ("eoh" or "eom"); for tests and logs. */
-const char *dkimv_status(const struct dkimv *v, const char **phase);
-
 /* dkimv_free - release a verifier; accepts NULL. */
 void dkimv_free(struct dkimv *v);
 

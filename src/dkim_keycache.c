@@ -1,40 +1,38 @@
 /*
  * dkim_keycache.c - decoded DKIM public keys, kept between messages.
  *
- * libopendkim turns the p= of every key record it fetches into an
- * EVP_PKEY with d2i_PUBKEY_bio(), once per signature per message. Under
- * OpenSSL 3.0 each call builds a decoder chain from every provider's
- * decoders under a global read-write lock: profiled at 46% of ravelin's
- * CPU with DKIM-signed mail (the RSA verification itself: 8%), and worse
- * as threads contend for the lock. The key of a busy signing domain
- * changes once in months.
+ * Turning a key record's p= into an EVP_PKEY with d2i_PUBKEY() builds,
+ * under OpenSSL 3.0, a decoder chain from every provider's decoders
+ * under a global read-write lock: profiled at 46% of ravelin's CPU with
+ * DKIM-signed mail when done per message (the RSA verification itself
+ * was 8%), and worse as threads contend for the lock. The key of a busy
+ * signing domain changes once in months.
  *
- * So this file defines d2i_PUBKEY_bio() in the executable. The dynamic
- * linker binds libopendkim's call to it (a definition in the executable
- * comes first in symbol lookup, as for malloc), and it answers from a
- * small cache keyed by the exact DER bytes, handing out a new reference
- * to the same immutable key; libopendkim's EVP_PKEY_free() drops that
- * reference only. Anything it does not recognise (not a memory BIO, a
- * caller passing a reuse pointer) goes to OpenSSL's own function. The
- * same bytes always decode to the same key, so a hit answers exactly
- * what OpenSSL would; DNS caching and TTLs still decide which bytes
- * libopendkim gets.
+ * So decoded keys are cached, keyed by the key type and the exact bytes
+ * of p=, and every caller gets a new reference to the same immutable
+ * key. The same bytes always decode to the same key, so a hit answers
+ * exactly what OpenSSL would; DNS caching and TTLs still decide which
+ * bytes come in.
+ *
+ * RSA verification contexts are kept too, per thread and key (see
+ * dkim_keycache_rsa_ctx()).
  *
  * Public:
- *   dkim_keycache_init(), dkim_keycache_stats(), dkim_keycache_clear(),
- *   d2i_PUBKEY_bio() (the interposed OpenSSL function)
+ *   dkim_keycache_get(), dkim_keycache_rsa_ctx(),
+ *   dkim_keycache_thread_clear(), dkim_keycache_stats(),
+ *   dkim_keycache_clear()
  */
 
 /* System. */
-#include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Libraries. */
-#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 /* Project. */
@@ -52,20 +50,23 @@ struct keycache_slot {
 	EVP_PKEY *pkey;
 };
 
-typedef EVP_PKEY *d2i_pubkey_bio_fn(BIO *, EVP_PKEY **);
-
 static pthread_mutex_t keycache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct keycache_slot keycache[KEYCACHE_SLOTS];
 static unsigned long keycache_hits, keycache_misses;
-static d2i_pubkey_bio_fn *keycache_real;
-static pthread_once_t keycache_once = PTHREAD_ONCE_INIT;
 
-/* find_real - OpenSSL's own d2i_PUBKEY_bio, the next definition after ours. */
-static void
-find_real(void)
-{
-	keycache_real = (d2i_pubkey_bio_fn *)dlsym(RTLD_NEXT, "d2i_PUBKEY_bio");
-}
+/* RSA verification contexts kept per thread, by key and digest: setting
+ * one up (EVP_PKEY_CTX_new, padding, digest) costs a fifth of the RSA
+ * check itself under OpenSSL 3, and a busy signer's key repeats. Each
+ * context holds a reference to its key, so a key's address cannot be
+ * reused while its context is here. */
+#define VCTX_SLOTS 4
+struct vctx {
+	EVP_PKEY *pkey;
+	const EVP_MD *md;
+	EVP_PKEY_CTX *ctx;
+};
+static pthread_key_t vctx_key;
+static pthread_once_t vctx_once = PTHREAD_ONCE_INIT;
 
 /* der_hash - FNV-1a over the DER bytes. */
 static uint64_t
@@ -80,35 +81,45 @@ der_hash(const unsigned char *p, size_t len)
 	return h;
 }
 
-/* real_decode - OpenSSL's decoding, for misses and what we do not cache. */
+/* decode - p= bytes to a key: Ed25519's raw 32 octets (RFC 8463), or an
+ * RSA SubjectPublicKeyInfo, or a bare RSAPublicKey as some publish. */
 static EVP_PKEY *
-real_decode(BIO *bp, EVP_PKEY **a)
+decode(bool ed25519, const unsigned char *der, size_t len)
 {
-	pthread_once(&keycache_once, find_real);
-	if (keycache_real && keycache_real != d2i_PUBKEY_bio)
-		return keycache_real(bp, a);
-	return ASN1_d2i_bio_of(EVP_PKEY, EVP_PKEY_new, d2i_PUBKEY, bp, a);
+	const unsigned char *p = der;
+	EVP_PKEY *k;
+
+	if (ed25519)
+		return len == 32 ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der, len)
+				 : NULL;
+	if ((k = d2i_PUBKEY(NULL, &p, (long)len)) != NULL && p == der + len) {
+		if (EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA)
+			return k;
+	}
+	EVP_PKEY_free(k);
+	p = der;
+	k = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)len);
+	if (k != NULL && p != der + len) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	return k;
 }
 
-/* d2i_PUBKEY_bio - OpenSSL's function, answered from the cache when it can. */
+/* dkim_keycache_get - see dkim_keycache.h. */
 EVP_PKEY *
-d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
+dkim_keycache_get(bool ed25519, const unsigned char *der, size_t len)
 {
-	char *data = NULL;
-	long len;
+	if (len == 0 || len > KEYCACHE_DER_MAX)
+		return decode(ed25519, der, len);
 
-	if (a != NULL || bp == NULL || BIO_method_type(bp) != BIO_TYPE_MEM ||
-	    (len = BIO_get_mem_data(bp, &data)) <= 0 || len > KEYCACHE_DER_MAX)
-		return real_decode(bp, a);
-
-	const unsigned char *der = (const unsigned char *)data;
-	uint64_t h = der_hash(der, (size_t)len);
+	uint64_t h = der_hash(der, len) ^ (uint64_t)ed25519;
 	struct keycache_slot *slot = &keycache[h & (KEYCACHE_SLOTS - 1)];
 	EVP_PKEY *pkey = NULL;
 
 	pthread_mutex_lock(&keycache_lock);
-	if (slot->pkey && slot->hash == h && slot->len == (size_t)len &&
-	    memcmp(slot->der, der, (size_t)len) == 0 && EVP_PKEY_up_ref(slot->pkey)) {
+	if (slot->pkey && slot->hash == h && slot->len == len &&
+	    memcmp(slot->der, der, len) == 0 && EVP_PKEY_up_ref(slot->pkey)) {
 		pkey = slot->pkey;
 		keycache_hits++;
 	}
@@ -117,10 +128,10 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 		return pkey;
 
 	/* Decode outside the lock: it is the slow part. */
-	unsigned char *copy = malloc((size_t)len);
+	unsigned char *copy = malloc(len);
 	if (copy)
-		memcpy(copy, der, (size_t)len);
-	pkey = real_decode(bp, NULL);
+		memcpy(copy, der, len);
+	pkey = decode(ed25519, der, len);
 	if (!pkey || !copy) {
 		free(copy);
 		return pkey;
@@ -132,7 +143,7 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 		old = slot->pkey;
 		old_der = slot->der;
 		slot->hash = h;
-		slot->len = (size_t)len;
+		slot->len = len;
 		slot->der = copy;
 		slot->pkey = pkey;
 		keycache_misses++;
@@ -145,11 +156,70 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	return pkey;
 }
 
-/* dkim_keycache_init - resolve OpenSSL's function now, not on a pool thread. */
-void
-dkim_keycache_init(void)
+/* vctx_free - a thread's contexts (its exit, or dkimv_lib_free()). */
+static void
+vctx_free(void *p)
 {
-	pthread_once(&keycache_once, find_real);
+	struct vctx *c = p;
+
+	for (int i = 0; c != NULL && i < VCTX_SLOTS; i++)
+		EVP_PKEY_CTX_free(c[i].ctx);
+	free(c);
+}
+
+/* vctx_init - the thread-specific key, once. */
+static void
+vctx_init(void)
+{
+	(void)pthread_key_create(&vctx_key, vctx_free);
+}
+
+/* dkim_keycache_rsa_ctx - this thread's verification context for pkey and md, set up
+ * when missing (the oldest slot makes room); NULL on failure. */
+EVP_PKEY_CTX *
+dkim_keycache_rsa_ctx(EVP_PKEY *pkey, const EVP_MD *md)
+{
+	struct vctx *c;
+
+	(void)pthread_once(&vctx_once, vctx_init);
+	c = pthread_getspecific(vctx_key);
+	EVP_PKEY_CTX *ctx;
+
+	if (c == NULL) {
+		if ((c = calloc(VCTX_SLOTS, sizeof *c)) == NULL)
+			return NULL;
+		(void)pthread_setspecific(vctx_key, c);
+	}
+	for (int i = 0; i < VCTX_SLOTS; i++)
+		if (c[i].ctx != NULL && c[i].pkey == pkey && c[i].md == md) {
+			if (i > 0) {	/* most recent first */
+				struct vctx hit = c[i];
+
+				memmove(&c[1], &c[0], (size_t)i * sizeof *c);
+				c[0] = hit;
+			}
+			return c[0].ctx;
+		}
+	ctx = EVP_PKEY_CTX_new(pkey, NULL);
+	if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_signature_md(ctx, md) != 1) {
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	EVP_PKEY_CTX_free(c[VCTX_SLOTS - 1].ctx);
+	memmove(&c[1], &c[0], (VCTX_SLOTS - 1) * sizeof *c);
+	c[0] = (struct vctx){ pkey, md, ctx };
+	return ctx;
+}
+
+/* dkim_keycache_thread_clear - see dkim_keycache.h. */
+void
+dkim_keycache_thread_clear(void)
+{
+	(void)pthread_once(&vctx_once, vctx_init);
+	vctx_free(pthread_getspecific(vctx_key));
+	(void)pthread_setspecific(vctx_key, NULL);
 }
 
 /* dkim_keycache_stats - hits and misses so far (tests, logs). */

@@ -23,7 +23,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <spf2/spf.h>
-#include <dkim.h>
 #include <unbound.h>
 
 /* Project. */
@@ -77,7 +76,6 @@ versions(void)
 	struct lib_want dmarc = { "libopendmarc", "unknown" };
 	unsigned int mmaj = 0, mmin = 0, mpl = 0;
 	int smaj = 0, smin = 0, spl = 0;
-	uint32_t dk = dkim_libversion();
 
 	pcre2_config(PCRE2_CONFIG_VERSION, pcre);
 	smfi_version(&mmaj, &mmin, &mpl);
@@ -93,7 +91,6 @@ versions(void)
 	printf("libmilter %u.%u.%u\n", mmaj, mmin, mpl);
 	printf("libpsl %s\n", psl_get_version());
 	printf("libspf2 %d.%d.%d\n", smaj, smin, spl);
-	printf("libopendkim %u.%u.%u\n", dk >> 24, (dk >> 16) & 0xff, (dk >> 8) & 0xff);
 	printf("libopendmarc %s (no run-time version call)\n", dmarc.version);
 }
 

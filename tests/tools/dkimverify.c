@@ -5,7 +5,6 @@
  *
  *   sig N result=R d=D s=S b=B a=ALG reason="..."
  *   best result=R d=D
- *   opendkim status=DKIM_STAT_... phase=eoh|eom
  *
  * usage: dkimverify [--dns ADDR:PORT] [--timeout MS] [--keyfile FILE]
  *                   [--time UNIXTIME] [--chunk N] MESSAGE-FILE
@@ -99,7 +98,7 @@ feed(struct dkimv *v, const char *msg, size_t len, size_t chunk)
 int
 main(int argc, char **argv)
 {
-	const char *server = NULL, *keyfile = NULL, *path = NULL, *phase, *bestd;
+	const char *server = NULL, *keyfile = NULL, *path = NULL, *bestd;
 	unsigned timeout = 2000;
 	long long now = 0;
 	size_t chunk = 4096, len, i;
@@ -162,8 +161,6 @@ main(int argc, char **argv)
 	}
 	best = dkimv_best(v, &bestd);
 	printf("best result=%s d=%s\n", dkimv_result_str(best), bestd);
-	printf("opendkim status=%s", dkimv_status(v, &phase));
-	printf(" phase=%s\n", phase);
 	dkimv_free(v);
 	dkimv_lib_free(lib);
 	dns_free(dns);
