@@ -8,6 +8,7 @@
 
 /* System. */
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -174,6 +175,49 @@ unsigned_arg(const struct fmt_spec *sp, va_list *ap)
 	}
 }
 
+/*
+ * fixed - %f with a precision of 0 to 9 when x scaled by 10^prec is, in
+ * floating point, a whole number under 2^52 (the log's "score=5.0"). The
+ * exact product then lies within half an ulp of that number, far from
+ * any .5, so printing it is what correct rounding gives; anything else
+ * (ties, huge or non-finite values, '#') is left to snprintf().
+ */
+static bool
+fixed(struct fmt_out *o, const struct fmt_spec *sp, double x)
+{
+	static const double scale[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
+	int prec = sp->prec < 0 ? 6 : sp->prec;
+	char digits[32], *end = digits + sizeof(digits), *d = end, prefix[1];
+	size_t plen = 0;
+
+	if ((sp->conv != 'f' && sp->conv != 'F') || sp->alt || prec > 9 || !isfinite(x))
+		return false;
+	double y = fabs(x) * scale[prec];
+
+	if (!(y < 4503599627370496.0))	/* 2^52 */
+		return false;
+	uint64_t v = (uint64_t)y;
+
+	if ((double)v != y)
+		return false;
+
+	for (int i = 0; i < prec; i++, v /= 10)
+		*--d = (char)('0' + v % 10);
+	if (prec > 0)
+		*--d = '.';
+	do
+		*--d = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	if (signbit(x))
+		prefix[plen++] = '-';
+	else if (sp->plus)
+		prefix[plen++] = '+';
+	else if (sp->space)
+		prefix[plen++] = ' ';
+	field(o, sp, prefix, plen, 0, d, (size_t)(end - d));
+	return true;
+}
+
 /* floating - one f e g a conversion through snprintf(); false when it
  * does not fit the scratch buffer (the caller falls back). */
 static bool
@@ -197,10 +241,15 @@ floating(struct fmt_out *o, const struct fmt_spec *sp, va_list *ap)
 		spec[k++] = 'L';
 	spec[k++] = sp->conv;
 	spec[k] = '\0';
-	if (sp->len == 'L')
+	if (sp->len == 'L') {
 		n = snprintf(tmp, sizeof(tmp), spec, sp->width < 0 ? 0 : sp->width, sp->prec, va_arg(*ap, long double));
-	else
-		n = snprintf(tmp, sizeof(tmp), spec, sp->width < 0 ? 0 : sp->width, sp->prec, va_arg(*ap, double));
+	} else {
+		double x = va_arg(*ap, double);
+
+		if (fixed(o, sp, x))
+			return true;
+		n = snprintf(tmp, sizeof(tmp), spec, sp->width < 0 ? 0 : sp->width, sp->prec, x);
+	}
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return false;
 	put(o, tmp, (size_t)n);

@@ -114,6 +114,14 @@ test_pointers_and_floats(void **state)
 	compare("%p|%20p|%-20p|", (void *)&x, (void *)&x, (void *)&x);
 	compare("%p|%8p|%-8p|", (void *)NULL, (void *)NULL, (void *)NULL);
 	compare("score=%.1f", 1.5);
+	/* The exact %f path (whole scaled values) and its limits. */
+	compare("%.1f|%.1f|%.1f|%.0f|%.2f|%.3f", 5.0, -2.5, 0.0, 3.0, 0.25, -7.125);
+	compare("%.1f|%.1f|%+.1f|% .1f|%8.1f|%-8.1f|%08.1f|%+08.2f", -0.0, 100.0, 1.5, 1.5, 1.5,
+		-1.5, -1.5, 2.25);
+	compare("%F|%f|%.9f|%.1f|%.0f|%.2f", 2.5, -4.0, 0.5, 1e15, 4503599627370495.0, 1.005);
+	compare("%.1f|%.2f|%.1f|%.1f|%#.0f|%.0f", 0.05, 0.125, 0.25, 450359962737049.6, 3.0, 2.5);
+	for (int i = -200; i <= 200; i++)
+		compare("%.1f %.2f %.0f %f", i / 8.0, i / 4.0, i / 2.0, i / 16.0);
 	compare("%.1f|%12.1f|%-12.3f|%+g|%.15g|%e|%a", -0.05, 3.14159, 2.5, 1e-7, 0.1, 12345.678,
 		1.0);
 	compare("%f|%lf|%Lf|%010.2f|% f", 1e10, 2.0, (long double)3.25, -1.5, 7.0);
