@@ -640,26 +640,23 @@ dkimv_eoh(struct dkimv *v)
 		v->finished = true;	/* results: temperror, below */
 		return false;
 	}
+	for (i = 0; i < n; i++) {
+		v->sig[i].out = &v->sigs[i];
+		memset(v->sig[i].out, 0, sizeof *v->sig[i].out);
+	}
 	for (i = 0; i < v->nfields && v->nsig < n; i++) {
 		if (!field_is(v, i, "DKIM-Signature", 14))
 			continue;
-		struct sig *s = &v->sig[v->nsig];
+		struct sig *s = &v->sig[v->nsig++];
 
-		s->out = &v->sigs[v->nsig++];
-		memset(s->out, 0, sizeof *s->out);
 		s->field = (uint32_t)i;
 		const char *why = parse_sig(v, s);
 
 		if (why != NULL)
 			fail_sig(s, DKIMV_PERMERROR, why);
 	}
-	if (v->nsig == 0) {
-		struct sig *s = &v->sig[v->nsig];
-
-		s->out = &v->sigs[v->nsig++];
-		memset(s->out, 0, sizeof *s->out);
-		fail_sig(s, DKIMV_PERMERROR, "header too large");
-	}
+	if (v->nsig == 0)
+		fail_sig(&v->sig[v->nsig++], DKIMV_PERMERROR, "header too large");
 	bool from = has_from(v);
 
 	for (i = 0; i < v->nsig; i++) {

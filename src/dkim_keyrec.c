@@ -33,9 +33,7 @@
 static const char *
 pick_key(const char *recs, size_t *len)
 {
-	const char *p = recs;
-
-	while (p != NULL && *p != '\0') {
+	for (const char *p = recs; *p != '\0';) {
 		const char *q = p, *nl = strchr(p, '\n');
 
 		while (*q == ' ' || *q == '\t')
@@ -44,7 +42,9 @@ pick_key(const char *recs, size_t *len)
 			*len = nl ? (size_t)(nl - p) : strlen(p);
 			return p;
 		}
-		p = nl ? nl + 1 : NULL;
+		if (nl == NULL)
+			break;
+		p = nl + 1;
 	}
 	*len = strcspn(recs, "\n");
 	return recs;
