@@ -77,6 +77,13 @@ $(BUILD)/ravelin: $(BUILD)/obj/main.o $(BUILD)/libravelin.a
 $(BUILD)/ravelinctl: $(BUILD)/obj/ravelinctl.o $(BUILD)/libravelin.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The DKIM differential test also builds libopendkim's reference verifier.
+$(BUILD)/tests/test_dkim_diff: tests/unit/test_dkim_diff.c tests/unit/dkim_oracle.c \
+  tests/unit/dkim_oracle.h $(BUILD)/libravelin.a $(wildcard include/*.h) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags opendkim) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	  tests/unit/dkim_oracle.c $(BUILD)/libravelin.a $(TESTLIBS) $(LDLIBS) \
+	  $(shell pkg-config --libs opendkim)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libravelin.a $(wildcard include/*.h) | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libravelin.a $(TESTLIBS) $(LDLIBS)
 

@@ -5,7 +5,8 @@
  * (3.4.3, 3.4.4).
  *
  * The body canonicaliser works on any chunking: a CR at the end of a
- * chunk waits for the next one, and empty lines are counted rather than
+ * chunk waits for the next one (a CR without LF is content; an LF without
+ * CR ends a line, as libopendkim and dkimpy have it), and empty lines are counted rather than
  * written until content follows, because trailing empty lines are not
  * part of the canonical body. Runs of ordinary octets are copied whole,
  * so a 2 KB body costs a few dozen copies, not an octet-by-octet state
@@ -369,9 +370,12 @@ static const unsigned char *
 plain_run(const struct dkim_body *b, const unsigned char *p, const unsigned char *end)
 {
 	if (!b->relaxed) {
-		const unsigned char *q = memchr(p, '\r', (size_t)(end - p));
+		const unsigned char *q = memchr(p, '\r', (size_t)(end - p)), *lf;
 
-		return q ? q : end;
+		if (q == NULL)
+			q = end;
+		lf = memchr(p, '\n', (size_t)(q - p));
+		return lf ? lf : q;
 	}
 	/* Eight octets at a time while they hold no CR, no TAB and no two
 	 * SPs in a row (nor an SP before white space or CR). */
@@ -379,22 +383,24 @@ plain_run(const struct dkim_body *b, const unsigned char *p, const unsigned char
 		uint64_t w, sp;
 
 		memcpy(&w, p, 8);
-		if (bytes_eq(w, '\r') | bytes_eq(w, '\t'))
+		if (bytes_eq(w, '\r') | bytes_eq(w, '\n') | bytes_eq(w, '\t'))
 			break;
 		sp = bytes_eq(w, ' ');
 		if (sp & (sp << 8))
 			break;
-		if ((sp >> 63) && (p[8] == ' ' || p[8] == '\t' || p[8] == '\r'))
+		if ((sp >> 63) &&
+		    (p[8] == ' ' || p[8] == '\t' || p[8] == '\r' || p[8] == '\n'))
 			break;
 		p += 8;
 	}
 	while (p < end) {
 		unsigned char c = *p;
 
-		if (c == '\r' || c == '\t')
+		if (c == '\r' || c == '\n' || c == '\t')
 			break;
 		if (c == ' ') {
-			if (p + 1 >= end || p[1] == ' ' || p[1] == '\t' || p[1] == '\r')
+			if (p + 1 >= end || p[1] == ' ' || p[1] == '\t' || p[1] == '\r' ||
+			    p[1] == '\n')
 				break;
 			/* A lone SP is kept only after an ordinary octet of
 			 * this run; the caller never starts a run with SP. */
@@ -423,6 +429,13 @@ dkim_body_feed(struct dkim_body *b, const unsigned char *p, size_t len)
 		if (*p == '\r') {
 			b->cr = true;
 			p++;
+			continue;
+		}
+		if (*p == '\n') {
+			/* A bare LF ends a line, as in libopendkim and dkimpy
+			 * (RFC 6376 5.3 has signers turn it into CRLF). */
+			p++;
+			line_end(b);
 			continue;
 		}
 		if (b->relaxed && (*p == ' ' || *p == '\t')) {

@@ -105,6 +105,9 @@ empty_and_trailing(void **state)
 		{ "\r\n\r\nx\r\n", "\r\n\r\nx\r\n", "\r\n\r\nx\r\n" },
 		{ "a  b\t\tc \r\n", "a  b\t\tc \r\n", "a b c\r\n" },
 		{ "  lead\r\n", "  lead\r\n", " lead\r\n" },
+		{ "a\nb  \n", "a\r\nb  \r\n", "a\r\nb\r\n" },	/* bare LF: a line end */
+		{ "x\r\n\n\r\n\n", "x\r\n", "x\r\n" },
+		{ "a b\nc", "a b\r\nc\r\n", "a b\r\nc\r\n" },
 	};
 	static struct out o;
 
