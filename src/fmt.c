@@ -179,8 +179,10 @@ unsigned_arg(const struct fmt_spec *sp, va_list *ap)
  * fixed - %f with a precision of 0 to 9 when x scaled by 10^prec is, in
  * floating point, a whole number under 2^52 (the log's "score=5.0"). The
  * exact product then lies within half an ulp of that number, far from
- * any .5, so printing it is what correct rounding gives; anything else
- * (ties, huge or non-finite values, '#') is left to snprintf().
+ * any .5, so printing it is what correct rounding gives. Also %g of a
+ * whole number under 10^precision (the rules' numbers, "%.15g"). Anything
+ * else (ties, fractions for %g, huge or non-finite values, '#') is left
+ * to snprintf().
  */
 static bool
 fixed(struct fmt_out *o, const struct fmt_spec *sp, double x)
@@ -190,8 +192,23 @@ fixed(struct fmt_out *o, const struct fmt_spec *sp, double x)
 	char digits[32], *end = digits + sizeof(digits), *d = end, prefix[1];
 	size_t plen = 0;
 
-	if ((sp->conv != 'f' && sp->conv != 'F') || sp->alt || prec > 9 || !isfinite(x))
+	if (sp->alt || !isfinite(x))
 		return false;
+	if (sp->conv == 'g' || sp->conv == 'G') {
+		/* A whole number under 10^P (P the precision, 6 by default,
+		 * at least 1) prints as its digits: %g picks the %f style,
+		 * and the zero fraction and the point are dropped. */
+		int p = sp->prec < 0 ? 6 : sp->prec == 0 ? 1 : sp->prec;
+		double lim = 1;
+
+		for (int i = 0; i < p && i < 16; i++)
+			lim *= 10;
+		if (p > 15 || !(fabs(x) < lim))
+			return false;
+		prec = 0;
+	} else if ((sp->conv != 'f' && sp->conv != 'F') || prec > 9) {
+		return false;
+	}
 	double y = fabs(x) * scale[prec];
 
 	if (!(y < 4503599627370496.0))	/* 2^52 */
