@@ -10,9 +10,9 @@
  * written), the same truncation.
  *
  * Done here: flags - 0 + space #, width and precision (numbers or *),
- * lengths hh h l ll z j t, conversions d i u o x X c s p %, and %f
- * with a precision up to 9 when the scaled value is a whole number (the
- * exact case). Other floating conversions (f F e E g G a A) are
+ * lengths hh h l ll z j t, conversions d i u o x X c s p %, %f with a
+ * precision up to 9 when the scaled value is a whole number (the exact
+ * case), and %g of a whole number under 10^precision. Other floating conversions (f F e E g G a A) are
  * formatted by snprintf() one at a time; anything else (%n, %ls, %m ...)
  * hands the whole call to vsnprintf().
  */
